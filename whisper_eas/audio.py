@@ -1,0 +1,266 @@
+"""Audio in: decode any container/codec in-process with PyAV, resample to 16 kHz mono, and compute
+Whisper's log-mel features one 30-second window at a time, so that memory stays bounded on
+multi-hour files."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames per second
+TOKENS_PER_SECOND = FRAMES_PER_SECOND // 2  # 50 encoder tokens per second (conv stride 2)
+
+
+class AudioError(Exception):
+    """The input cannot be read as audio; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Headerless little-endian 16-bit PCM (`--raw`): the stream has no header to say its layout."""
+
+    sample_rate: int = SAMPLE_RATE
+    channels: int = 1
+
+    def __post_init__(self):
+        if self.sample_rate <= 0 or not 1 <= self.channels <= 8:
+            raise ValueError("raw audio needs a positive sample rate and 1 to 8 channels")
+
+
+AudioSource = Union[str, os.PathLike, np.ndarray]
+
+
+def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = None) -> Iterator[np.ndarray]:
+    import av
+
+    # s16 output and the same resampler as faster-whisper, so that features match it exactly
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    options = {}
+    if raw is not None:
+        layout = {1: "mono", 2: "stereo"}.get(raw.channels, f"{raw.channels}c")
+        options = dict(format="s16le", options={"sample_rate": str(raw.sample_rate), "ch_layout": layout})
+    try:
+        container = av.open(path, mode="r", metadata_errors="ignore", **options)
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(e)})") from None
+    pending, n_pending = [], 0
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{path}: the file has no audio stream")
+        try:
+            for frame in container.decode(audio=0):
+                frame.pts = None  # let the resampler run on sample counts, not broken timestamps
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    n_pending += out.samples
+                if n_pending >= block_samples:
+                    yield _to_float(pending)
+                    pending, n_pending = [], 0
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as e:
+            # A truncated or damaged stream: what decoded so far is kept, as ffmpeg does, but a
+            # file that yields nothing at all is an error below.
+            if not pending and n_pending == 0:
+                raise AudioError(f"{path}: cannot decode audio ({_reason(e)})") from None
+    if pending:
+        yield _to_float(pending)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text.split(": '")[0]
+
+
+def _to_float(parts) -> np.ndarray:
+    return np.concatenate(parts).astype(np.float32) / 32768.0
+
+
+def stream_audio(source: AudioSource, raw: Optional[RawFormat] = None,
+                 block_seconds: float = 60.0) -> Iterator[np.ndarray]:
+    """Yield 16 kHz mono float32 blocks of about `block_seconds`."""
+    block = int(block_seconds * SAMPLE_RATE)
+    if isinstance(source, np.ndarray):
+        audio = np.asarray(source, dtype=np.float32).reshape(-1)
+        for i in range(0, len(audio), block):
+            yield audio[i : i + block]
+        return
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: the file is empty")
+    yield from _stream_container(path, block, raw)
+
+
+def load_audio(source: AudioSource, raw: Optional[RawFormat] = None) -> np.ndarray:
+    """The whole file as one 16 kHz mono float32 array (for short inputs and tests)."""
+    blocks = list(stream_audio(source, raw))
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if audio.size == 0:
+        raise AudioError(f"{_name(source)}: contains no audio samples")
+    return audio
+
+
+def _name(source: AudioSource) -> str:
+    return "<array>" if isinstance(source, np.ndarray) else os.fspath(source)
+
+
+def probe_duration(source: AudioSource, raw: Optional[RawFormat] = None) -> Optional[float]:
+    """Duration in seconds from the container's header without decoding (None when unknown)."""
+    if isinstance(source, np.ndarray):
+        return source.size / SAMPLE_RATE
+    path = os.fspath(source)
+    if raw is not None:
+        return os.path.getsize(path) / (2 * raw.channels * raw.sample_rate) if os.path.isfile(path) else None
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if container.duration:
+                return container.duration / 1_000_000
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+    except Exception:  # the real decode reports unreadable files with a proper message
+        return None
+    return None
+
+
+@lru_cache(maxsize=None)
+def mel_filters(n_mels: int) -> np.ndarray:
+    """The Slaney-style mel filterbank Whisper was trained with (librosa's default), (n_mels, 201)."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+    def mel_to_hz(m):
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    fft_freqs = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+_WINDOW = torch.hann_window(N_FFT)
+
+
+def log_mel_spectrogram(audio: Union[np.ndarray, torch.Tensor], n_mels: int = 80) -> torch.Tensor:
+    """Whisper's features for a whole clip: (n_mels, len // 160), the reference definition
+    (reflect-padded centred STFT, power, mel, log10, clamp to max - 8, scale)."""
+    audio = torch.as_tensor(audio, dtype=torch.float32)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=_WINDOW, return_complex=True)
+    power = stft[..., :-1].abs() ** 2
+    return _normalize(torch.from_numpy(mel_filters(n_mels)) @ power)
+
+
+def _normalize(mel: torch.Tensor) -> torch.Tensor:
+    log_spec = mel.clamp(min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+class AudioWindows:
+    """Random access to 30-s feature windows of a streamed file, keeping only the samples from
+    the earliest window still needed onwards.
+
+    Features match faster-whisper's: the clip gets 160 zero samples appended, frames are
+    computed with a centred STFT, and frames past the end of the audio are zeros. Each window is
+    normalised on its own frames, which equals whole-file normalisation for clips up to 30 s.
+    """
+
+    def __init__(self, source: AudioSource, raw: Optional[RawFormat] = None, n_mels: int = 80):
+        self.n_mels = n_mels
+        self._blocks = stream_audio(source, raw)
+        self._name = _name(source)
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # sample index of _buf[0]
+        self._eof = False
+        self.n_samples: Optional[int] = None  # known once the stream is exhausted
+
+    def _fill_to(self, sample: int) -> None:
+        while not self._eof and self._buf_start + len(self._buf) < sample:
+            block = next(self._blocks, None)
+            if block is None:
+                self._eof = True
+                self.n_samples = self._buf_start + len(self._buf)
+                if self.n_samples == 0:
+                    raise AudioError(f"{self._name}: contains no audio samples")
+            else:
+                self._buf = np.concatenate([self._buf, block])
+
+    def release_before(self, sample: int) -> None:
+        """Samples before `sample` will not be asked for again."""
+        cut = max(0, min(sample - self._buf_start - N_FFT, len(self._buf)))
+        if cut > 0:
+            self._buf = self._buf[cut:]
+            self._buf_start += cut
+
+    def total_frames(self) -> int:
+        """Frames in the whole file (reads it to the end; memory stays bounded by release)."""
+        while not self._eof:
+            self._fill_to(self._buf_start + len(self._buf) + N_SAMPLES)
+            self.release_before(self._buf_start + len(self._buf) - N_SAMPLES)
+        return self.n_samples // HOP_LENGTH
+
+    def available_frames(self, start_frame: int) -> int:
+        """Audio frames from start_frame to the end of the file, at most one window."""
+        self._fill_to((start_frame + N_FRAMES) * HOP_LENGTH + N_FFT)
+        if self.n_samples is None:
+            return N_FRAMES
+        # n // 160 frames, as openai-whisper and faster-whisper count them
+        return max(0, min(N_FRAMES, self.n_samples // HOP_LENGTH - start_frame))
+
+    def window(self, start_frame: int) -> tuple:
+        """(features (n_mels, 3000), n_audio_frames) of the window starting at `start_frame`."""
+        n_frames = self.available_frames(start_frame)
+        if n_frames <= 0:
+            raise ValueError("window starts past the end of the audio")
+        half = N_FFT // 2
+        lo = start_frame * HOP_LENGTH - half
+        hi = (start_frame + n_frames - 1) * HOP_LENGTH + half
+        segment = self._samples(lo, hi)
+        stft = torch.stft(torch.from_numpy(segment), N_FFT, HOP_LENGTH, window=_WINDOW,
+                          center=False, return_complex=True)
+        power = stft.abs() ** 2
+        mel = _normalize(torch.from_numpy(mel_filters(self.n_mels)) @ power)
+        features = torch.zeros(self.n_mels, N_FRAMES)
+        features[:, :n_frames] = mel
+        return features, n_frames
+
+    def _samples(self, lo: int, hi: int) -> np.ndarray:
+        """Samples [lo, hi) of the clip with 160 zeros appended, reflect-padded at both ends the
+        way a centred STFT pads the whole clip."""
+        n = self.n_samples if self.n_samples is not None else None
+        padded_len = None if n is None else n + HOP_LENGTH
+        idx = np.arange(lo, hi)
+        idx = np.where(idx < 0, -idx, idx)  # reflect at the start
+        if padded_len is not None:
+            idx = np.where(idx >= padded_len, 2 * (padded_len - 1) - idx, idx)  # reflect at the end
+        out = np.zeros(len(idx), np.float32)
+        inside = (idx >= self._buf_start) & (idx < self._buf_start + len(self._buf))
+        out[inside] = self._buf[idx[inside] - self._buf_start]
+        return out  # indexes in [n, n + 160) are the appended zeros

@@ -1,0 +1,343 @@
+"""Decoding one 30-second window per batch item: greedy/sampling and beam search over a KV-cached
+decoder, with Whisper's logit rules applied as vectorised tensor ops."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import DecoderCache, TokenSet, Whisper
+from .tokenizer import Tokenizer
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    temperature: float = 0.0
+    sample_len: Optional[int] = None  # max tokens to sample; default: half the text context
+    best_of: Optional[int] = None  # independent samples when temperature > 0
+    beam_size: Optional[int] = None  # beam search when > 1
+    patience: Optional[float] = None
+    length_penalty: Optional[float] = None  # None: rank by logprob / length (openai-whisper)
+    suppress_tokens: Tuple[int, ...] = (-1,)  # -1: the non-speech symbol set
+    suppress_blank: bool = True
+    without_timestamps: bool = False
+    max_initial_timestamp: Optional[float] = 1.0
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.beam_size is not None and self.beam_size < 1:
+            raise ValueError("beam size must be >= 1")
+        if self.best_of is not None and self.best_of < 1:
+            raise ValueError("best_of must be >= 1")
+        if self.beam_size and self.beam_size > 1 and self.temperature > 0:
+            raise ValueError("beam search is deterministic: it takes temperature 0 only")
+        if self.patience is not None and (self.patience <= 0 or not self.beam_size or self.beam_size < 2):
+            raise ValueError("patience needs beam search and must be > 0")
+
+
+@dataclass
+class DecodingResult:
+    tokens: List[int]  # sampled tokens, without the final end-of-text
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+    sum_logprob: float = 0.0
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Logit rules. Each works on the whole batch at once; `tokens` holds every row's sequence so far
+# and the sampled part starts at column `sample_begin`.
+
+class LogitFilter:
+    def apply(self, logits: Tensor, tokens: Tensor, sample_begin: int) -> None:
+        raise NotImplementedError
+
+
+class SuppressTokens(LogitFilter):
+    def __init__(self, suppress: Sequence[int], n_vocab: int, device):
+        self.bias = torch.zeros(n_vocab, device=device)
+        self.bias[list(suppress)] = NEG_INF
+
+    def apply(self, logits, tokens, sample_begin):
+        logits += self.bias
+
+
+class SuppressBlank(LogitFilter):
+    """No leading blank or immediate end-of-text."""
+
+    def __init__(self, tokenizer: Tokenizer, begin_suppress: Optional[Sequence[int]] = None):
+        self.ids = list(begin_suppress) if begin_suppress else tokenizer.encode(" ") + [tokenizer.eot]
+
+    def apply(self, logits, tokens, sample_begin):
+        if tokens.shape[1] == sample_begin:
+            logits[:, self.ids] = NEG_INF
+
+
+class ApplyTimestampRules(LogitFilter):
+    """Whisper's timestamp grammar: timestamps come in pairs (except right before end-of-text),
+    never go back, and win when their total probability beats any single text token."""
+
+    def __init__(self, tokenizer: Tokenizer, max_initial_timestamp_index: Optional[int]):
+        self.ts_begin = tokenizer.timestamp_begin
+        self.eot = tokenizer.eot
+        self.no_timestamps = tokenizer.no_timestamps
+        self.max_initial = max_initial_timestamp_index
+
+    def apply(self, logits, tokens, sample_begin):
+        ts_begin = self.ts_begin
+        logits[:, self.no_timestamps] = NEG_INF
+        seq = tokens[:, sample_begin:]
+        n = seq.shape[1]
+        if n == 0:
+            logits[:, :ts_begin] = NEG_INF  # start with a timestamp
+            if self.max_initial is not None:
+                logits[:, ts_begin + self.max_initial + 1 :] = NEG_INF
+        else:
+            last_ts = seq[:, -1] >= ts_begin
+            penult_ts = seq[:, -2] >= ts_begin if n >= 2 else torch.ones_like(last_ts)
+            pair_done = last_ts & penult_ts  # after a closed pair: text (or end) comes next
+            pair_open = last_ts & ~penult_ts  # after an opening timestamp: close it or end
+            logits[pair_done, ts_begin:] = NEG_INF
+            logits[pair_open, : self.eot] = NEG_INF
+            # timestamps never decrease, and a segment has nonzero length
+            last_value = torch.where(seq >= ts_begin, seq, seq.new_full((), -1)).max(dim=1).values
+            floor = torch.where(pair_open, last_value, last_value + 1)  # tokens below are banned
+            has_ts = last_value >= 0
+            if bool(has_ts.any()):
+                positions = torch.arange(ts_begin, logits.shape[-1], device=logits.device)
+                banned = has_ts[:, None] & (positions[None, :] < floor[:, None])
+                logits[:, ts_begin:].masked_fill_(banned, NEG_INF)
+        logprobs = logits.float().log_softmax(dim=-1)
+        ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)
+        best_text = logprobs[:, :ts_begin].max(dim=-1).values
+        logits[ts_mass > best_text, :ts_begin] = NEG_INF
+
+
+def build_filters(tokenizer: Tokenizer, options: DecodingOptions, n_vocab: int, device,
+                  begin_suppress: Optional[Sequence[int]] = None) -> List[LogitFilter]:
+    filters: List[LogitFilter] = []
+    if options.suppress_blank:
+        filters.append(SuppressBlank(tokenizer, begin_suppress))
+    if options.suppress_tokens:
+        filters.append(SuppressTokens(tokenizer.suppress_tokens(options.suppress_tokens), n_vocab, device))
+    if not options.without_timestamps:
+        max_initial = None
+        if options.max_initial_timestamp is not None:
+            max_initial = round(options.max_initial_timestamp / 0.02)
+        filters.append(ApplyTimestampRules(tokenizer, max_initial))
+    return filters
+
+
+# ---------------------------------------------------------------------------------------------
+# The loops
+
+def detect_language(model: Whisper, audio: TokenSet, tokenizer: Tokenizer) -> List[Dict[str, float]]:
+    """Per item: language code -> probability, from the logits after the start-of-transcript."""
+    cache = model.decoder.new_cache(audio)
+    sot = torch.full((audio.x.shape[0], 1), tokenizer.sot, device=audio.x.device)
+    logits = model.decoder.logits(model.decoder(sot, cache)[:, 0]).float()
+    lang_ids = torch.tensor(tokenizer.all_language_tokens, device=logits.device)
+    probs = logits[:, lang_ids].softmax(dim=-1).cpu()
+    return [dict(zip(tokenizer.language_codes, row.tolist())) for row in probs]
+
+
+class Decoder:
+    """Decodes a batch of windows that share one initial token sequence length."""
+
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, options: DecodingOptions,
+                 begin_suppress: Optional[Sequence[int]] = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        self.n_ctx = model.dims.n_text_ctx
+        self.sample_len = options.sample_len or self.n_ctx // 2
+        self.begin_suppress = begin_suppress
+        self._filters: Dict[str, List[LogitFilter]] = {}
+
+    def filters(self, device) -> List[LogitFilter]:
+        key = str(device)
+        if key not in self._filters:
+            self._filters[key] = build_filters(self.tokenizer, self.options, self.model.dims.n_vocab,
+                                               device, self.begin_suppress)
+        return self._filters[key]
+
+    def initial_tokens(self, prompt: Optional[Sequence[int]] = None, prefix: Optional[Sequence[int]] = None) -> List[int]:
+        tok = self.tokenizer
+        seq = []
+        if prompt:
+            seq = [tok.sot_prev] + list(prompt)[-(self.n_ctx // 2 - 1):]
+        seq += list(tok.sot_sequence)
+        if self.options.without_timestamps:
+            seq.append(tok.no_timestamps)
+        if prefix:
+            seq += list(prefix)[: self.n_ctx // 2 - 1]
+        return seq
+
+    def run(self, audio: TokenSet, initial: List[List[int]]) -> List[DecodingResult]:
+        n = audio.x.shape[0]
+        if len({len(s) for s in initial}) != 1 or len(initial) != n:
+            raise ValueError("a decoding batch needs one initial sequence of equal length per item")
+        sot_index = initial[0].index(self.tokenizer.sot)
+        opts = self.options
+        if opts.beam_size and opts.beam_size > 1:
+            groups = self._beam_search(audio, initial, sot_index)
+        else:
+            repeats = (opts.best_of or 1) if opts.temperature > 0 else 1
+            groups = self._sample(audio, initial, sot_index, repeats)
+        return [self._best(candidates) for candidates in groups]
+
+    def _start(self, audio: TokenSet, initial: List[List[int]], sot_index: int, repeats: int):
+        if repeats > 1:
+            audio = audio.repeat(repeats)
+            initial = [s for s in initial for _ in range(repeats)]
+        cache = self.model.decoder.new_cache(audio)
+        device = audio.x.device
+        tokens = torch.tensor(initial, device=device)
+        hidden = self.model.decoder(tokens, cache)
+        sot_logits = self.model.decoder.logits(hidden[:, sot_index]).float()
+        no_speech = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].tolist()
+        logits = self.model.decoder.logits(hidden[:, -1]).float()
+        return cache, tokens, logits, no_speech
+
+    def _next_logits(self, cache: DecoderCache, last: Tensor) -> Tensor:
+        return self.model.decoder.logits(self.model.decoder(last[:, None], cache)[:, 0]).float()
+
+    def _sample(self, audio, initial, sot_index, repeats):
+        """Greedy (temperature 0) or sampling; finished rows leave the batch so the rest run
+        cheaper."""
+        tok, opts = self.tokenizer, self.options
+        cache, tokens, logits, no_speech = self._start(audio, initial, sot_index, repeats)
+        n_rows, sample_begin = tokens.shape
+        device = tokens.device
+        buf = torch.full((n_rows, sample_begin + self.sample_len + 1), tok.eot, device=device)
+        buf[:, :sample_begin] = tokens
+        sum_logprobs = torch.zeros(n_rows, device=device)
+        lengths = torch.full((n_rows,), self.sample_len, dtype=torch.long)  # sampled tokens per row
+        active = torch.arange(n_rows, device=device)  # rows of `buf` still decoding
+        filters = self.filters(device)
+        for step in range(self.sample_len):
+            for f in filters:
+                f.apply(logits, buf[active, : sample_begin + step], sample_begin)
+            logprobs = logits.log_softmax(dim=-1)
+            if opts.temperature == 0:
+                next_tokens = logits.argmax(dim=-1)
+            else:
+                next_tokens = torch.multinomial((logits / opts.temperature).softmax(dim=-1), 1)[:, 0]
+            sum_logprobs[active] += logprobs.gather(1, next_tokens[:, None])[:, 0]
+            buf[active, sample_begin + step] = next_tokens
+            done = next_tokens == tok.eot
+            if step == self.sample_len - 1:
+                break
+            if bool(done.any()):
+                lengths[active[done].cpu()] = step
+                keep = (~done).nonzero()[:, 0]
+                if keep.numel() == 0:
+                    break
+                active = active[keep]
+                cache.select(keep)
+                next_tokens = next_tokens[keep]
+            logits = self._next_logits(cache, next_tokens)
+        rows = buf[:, sample_begin:].tolist()
+        results = []
+        for r in range(n_rows):
+            seq = rows[r][: int(lengths[r])]
+            results.append((seq, float(sum_logprobs[r]), no_speech[r]))
+        return [results[i * repeats : (i + 1) * repeats] for i in range(n_rows // repeats)]
+
+    def _beam_search(self, audio, initial, sot_index):
+        """openai-whisper's beam search: each beam proposes its beam_size + 1 best tokens; the
+        best beam_size unfinished candidates continue; an item ends once it has
+        round(beam_size * patience) finished candidates."""
+        tok, opts = self.tokenizer, self.options
+        beam = opts.beam_size
+        max_finished = round(beam * (opts.patience or 1.0))
+        cache, tokens, logits, no_speech = self._start(audio, initial, sot_index, beam)
+        n_items = tokens.shape[0] // beam
+        sample_begin = tokens.shape[1]
+        seqs: List[List[int]] = [[] for _ in range(n_items * beam)]
+        sum_logprobs = [0.0] * (n_items * beam)
+        finished: List[Dict[tuple, float]] = [{} for _ in range(n_items)]
+        done = [False] * n_items
+        filters = self.filters(tokens.device)
+        history = tokens
+        for step in range(self.sample_len):
+            for f in filters:
+                f.apply(logits, history, sample_begin)
+            logprobs = logits.log_softmax(dim=-1)
+            top_lp, top_id = logprobs.topk(beam + 1, dim=-1)
+            top_lp, top_id = top_lp.tolist(), top_id.tolist()
+            source, new_seqs, new_sums = [], [], []
+            for i in range(n_items):
+                if done[i]:  # keep the rows in place; their output is ignored
+                    for j in range(beam):
+                        r = i * beam + j
+                        source.append(r)
+                        new_seqs.append(seqs[r] + [tok.eot])
+                        new_sums.append(sum_logprobs[r])
+                    continue
+                scores, origin = {}, {}
+                for j in range(beam):
+                    r = i * beam + j
+                    for lp, t in zip(top_lp[r], top_id[r]):
+                        seq = tuple(seqs[r] + [t])
+                        scores[seq] = sum_logprobs[r] + lp
+                        origin[seq] = r
+                saved = 0
+                for seq in sorted(scores, key=scores.get, reverse=True):
+                    if seq[-1] == tok.eot:
+                        if len(finished[i]) < max_finished:
+                            finished[i][seq[:-1]] = scores[seq]
+                    else:
+                        source.append(origin[seq])
+                        new_seqs.append(list(seq))
+                        new_sums.append(scores[seq])
+                        saved += 1
+                        if saved == beam:
+                            break
+                done[i] = len(finished[i]) >= max_finished
+            seqs, sum_logprobs = new_seqs, new_sums
+            if all(done):
+                break
+            index = torch.tensor(source, device=tokens.device)
+            cache.select(index)
+            last = torch.tensor([s[-1] for s in seqs], device=tokens.device)
+            history = torch.cat([history.index_select(0, index), last[:, None]], dim=1)
+            logits = self._next_logits(cache, last)
+        groups = []
+        for i in range(n_items):
+            if not finished[i]:  # ran out of length: take the live beams
+                for j in range(beam):
+                    r = i * beam + j
+                    finished[i][tuple(seqs[r])] = sum_logprobs[r]
+            groups.append([(list(s), lp, no_speech[i * beam]) for s, lp in finished[i].items()])
+        return groups
+
+    def _best(self, candidates) -> DecodingResult:
+        def score(c):
+            seq, lp, _ = c
+            n = len(seq)
+            penalty = n if self.options.length_penalty is None else ((5 + n) / 6) ** self.options.length_penalty
+            return lp / max(penalty, 1e-9)
+
+        seq, lp, no_speech = max(candidates, key=score)
+        seq = [t for t in seq if t != self.tokenizer.eot]
+        text = self.tokenizer.decode(seq)
+        return DecodingResult(
+            tokens=seq, text=text, avg_logprob=lp / (len(seq) + 1), no_speech_prob=no_speech,
+            temperature=self.options.temperature, compression_ratio=compression_ratio(text), sum_logprob=lp,
+        )

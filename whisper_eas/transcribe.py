@@ -1,0 +1,463 @@
+"""The transcription pipeline: audio windows -> encoder (optionally sparsified) -> decoder with
+temperature fallback -> timestamped segments.
+
+Long files are read as a stream and transcribed window by window, each window starting where the
+previous one's last complete segment ended (openai-whisper's seek rule). Several files can run in
+lock-step so that their windows share encoder and decoder batches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
+                    RawFormat, probe_duration)
+from .decoding import Decoder, DecodingOptions, DecodingResult, detect_language
+from .eas import EASConfig, parse_eas
+from .loading import DEFAULT_MODEL, LoadedModel, load_model
+from .model import TokenSet
+from .tokenizer import Tokenizer
+
+TIME_PRECISION = 0.02  # seconds per timestamp token (= per encoder token)
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: List[int]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: Optional[List[Word]]
+    temperature: Optional[float]
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: Optional[str] = None
+    task: str = "transcribe"
+    beam_size: int = 1
+    best_of: int = 5
+    patience: Optional[float] = None
+    length_penalty: Optional[float] = None
+    temperature: Tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: Optional[float] = 2.4
+    log_prob_threshold: Optional[float] = -1.0
+    no_speech_threshold: Optional[float] = 0.6
+    condition_on_previous_text: bool = True
+    prompt_reset_on_temperature: float = 0.5
+    initial_prompt: Optional[str] = None
+    prefix: Optional[str] = None
+    suppress_blank: bool = True
+    suppress_tokens: Tuple[int, ...] = (-1,)
+    without_timestamps: bool = False
+    max_initial_timestamp: Optional[float] = 1.0
+    word_timestamps: bool = False
+    prepend_punctuations: str = "\"'“¿([{-"
+    append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
+    eas: Optional[EASConfig] = None
+
+    def __post_init__(self):
+        temps = self.temperature
+        if isinstance(temps, (int, float)):
+            temps = (float(temps),)
+        object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
+        if not self.temperature or any(t < 0 for t in self.temperature):
+            raise ValueError("temperatures must be a non-empty list of values >= 0")
+        if self.beam_size < 1 or self.best_of < 1:
+            raise ValueError("beam size and best_of must be >= 1")
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens or ()))
+        if isinstance(self.eas, str):
+            object.__setattr__(self, "eas", parse_eas(self.eas))
+
+
+@dataclass
+class TranscriptionInfo:
+    language: str
+    language_probability: float
+    duration: float  # seconds (from the header until the stream has been read to its end)
+    all_language_probs: Optional[List[Tuple[str, float]]]
+    options: TranscribeOptions
+    windows: int = 0  # 30-s windows decoded
+    tokens_kept: List[int] = field(default_factory=list)  # encoder tokens kept per window (EAS)
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds spent per stage
+
+
+class WhisperModel:
+    """`WhisperModel("tiny.en").transcribe("talk.mp3")` -> (segments generator, info), as in
+    faster-whisper."""
+
+    def __init__(self, model_size_or_path: str = DEFAULT_MODEL, device: str = "cpu",
+                 compute_type: str = "default", cpu_threads: int = 0,
+                 eas: Union[None, str, EASConfig] = None, loaded: Optional[LoadedModel] = None):
+        if cpu_threads > 0:
+            torch.set_num_threads(cpu_threads)
+        dtype = _dtype(compute_type, device)
+        self.loaded = loaded or load_model(model_size_or_path, device=device, dtype=dtype)
+        self.model = self.loaded.model
+        self.tokenizer = self.loaded.tokenizer
+        self.device = torch.device(device)
+        self.dtype = next(self.model.parameters()).dtype
+        self.eas = parse_eas(eas) if isinstance(eas, str) else eas
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def transcribe(self, audio: AudioSource, raw: Optional[RawFormat] = None,
+                   progress: Optional[Callable[[float], None]] = None, **kwargs):
+        """Returns (segments, info); segments is a lazy generator, as in faster-whisper."""
+        options = self._options(kwargs)
+        job = _Job(0, audio, raw, options, self)
+        runner = _Runner(self, [job], batch_size=1)
+        runner.start(job)  # reads the first window, detects the language: info is ready
+        if job.error:
+            raise job.error
+
+        def segments():
+            while not job.done:
+                runner.round([job])
+                if job.error:
+                    raise job.error
+                while job.pending:
+                    yield job.pending.pop(0)
+                if progress:
+                    progress(min(job.seek / FRAMES_PER_SECOND, job.info.duration))
+            while job.pending:
+                yield job.pending.pop(0)
+
+        return segments(), job.info
+
+    def transcribe_batch(self, audios: Sequence[AudioSource], batch_size: int = 8,
+                         raw: Optional[RawFormat] = None,
+                         progress: Optional[Callable[[int], None]] = None, **kwargs) -> Iterator["FileResult"]:
+        """Transcribe many files, batching their windows; yields one FileResult per file as it
+        finishes (in completion order). Unreadable files yield a result with `error` set."""
+        options = self._options(kwargs)
+        queue = [_Job(i, a, raw, options, self) for i, a in enumerate(audios)]
+        runner = _Runner(self, queue, batch_size=batch_size)
+        yield from runner.run_all(progress)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _options(self, kwargs) -> TranscribeOptions:
+        if "eas" not in kwargs:
+            kwargs["eas"] = self.eas
+        try:
+            return TranscribeOptions(**kwargs)
+        except TypeError as e:
+            raise ValueError(str(e).replace("__init__()", "transcribe()")) from None
+
+    @torch.inference_mode()
+    def encode(self, features: torch.Tensor, audio_frames: Sequence[int], eas: Optional[EASConfig]) -> TokenSet:
+        mel = features.to(self.device, self.dtype)
+        reducer = None
+        if eas is not None and not eas.is_dense:
+            audio_tokens = torch.tensor([(n + 1) // 2 for n in audio_frames], device=self.device)
+            reducer = eas.reducer(audio_tokens, self.model.dims.n_audio_layer)
+        return self.model.encoder(mel, reducer)
+
+
+@dataclass
+class FileResult:
+    index: int
+    source: AudioSource
+    segments: List[Segment]
+    info: Optional[TranscriptionInfo]
+    error: Optional[str] = None
+
+
+def _dtype(compute_type: str, device: str) -> Optional[torch.dtype]:
+    table = {"default": None, "float32": torch.float32, "float16": torch.float16,
+             "bfloat16": torch.bfloat16, "int8": torch.float32}
+    if compute_type not in table:
+        raise ValueError(f"unknown compute type {compute_type!r}: use one of {', '.join(table)}")
+    if compute_type == "float16" and not str(device).startswith("cuda"):
+        raise ValueError("float16 needs a CUDA device; on CPU use float32, bfloat16 or int8")
+    return table[compute_type]
+
+
+class _Job:
+    """One file's progress through the windows."""
+
+    def __init__(self, index: int, source: AudioSource, raw: Optional[RawFormat], options: TranscribeOptions,
+                 owner: WhisperModel):
+        self.index, self.source, self.raw, self.options, self.owner = index, source, raw, options, owner
+        self.seek = 0
+        self.done = False
+        self.error: Optional[Exception] = None
+        self.pending: List[Segment] = []
+        self.segments_made = 0
+        self.windows: Optional[AudioWindows] = None
+        self.tokenizer: Optional[Tokenizer] = None
+        self.info: Optional[TranscriptionInfo] = None
+        self.all_tokens: List[int] = []
+        self.prompt_reset_since = 0
+        self.last_speech_end = 0.0
+
+
+class _Runner:
+    """Runs jobs window by window, `batch_size` windows per encoder/decoder batch."""
+
+    def __init__(self, owner: WhisperModel, jobs: List[_Job], batch_size: int):
+        if batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        self.owner = owner
+        self.queue = list(jobs)
+        self.batch_size = batch_size
+        self._decoders: Dict[tuple, Decoder] = {}
+
+    def start(self, job: _Job) -> None:
+        o = self.owner
+        try:
+            job.windows = AudioWindows(job.source, job.raw, o.model.dims.n_mels)
+            duration = probe_duration(job.source, job.raw)
+            first = job.windows.available_frames(0)  # decodes the first window's samples
+            if job.windows.n_samples is not None:
+                duration = job.windows.n_samples / SAMPLE_RATE
+            if job.windows.n_samples is not None and job.windows.n_samples == 0 or first == 0:
+                raise AudioError(f"{_name(job.source)}: too short to transcribe (under 10 ms of audio)")
+            opts = job.options
+            tokenizer = o.tokenizer.with_language(opts.language, opts.task) if opts.language else o.tokenizer.with_language(None, opts.task)
+            language, lang_prob, all_probs = opts.language or "en", 1.0, None
+            if opts.language is None and tokenizer.multilingual:
+                features, n = job.windows.window(0)
+                audio = o.encode(features[None], [n], opts.eas)
+                probs = detect_language(o.model, audio, tokenizer)[0]
+                all_probs = sorted(probs.items(), key=lambda kv: -kv[1])
+                language, lang_prob = all_probs[0]
+                tokenizer = tokenizer.with_language(language, opts.task)
+            elif opts.language is not None:
+                language = tokenizer.language
+            job.tokenizer = tokenizer
+            job.info = TranscriptionInfo(language=language, language_probability=lang_prob,
+                                         duration=duration or 0.0, all_language_probs=all_probs, options=opts)
+            if opts.initial_prompt:
+                job.all_tokens = tokenizer.encode(" " + opts.initial_prompt.strip())
+        except (AudioError, ValueError) as e:
+            job.error = e if isinstance(e, AudioError) else AudioError(f"{_name(job.source)}: {e}")
+            job.done = True
+
+    def run_all(self, progress) -> Iterator[FileResult]:
+        active: List[_Job] = []
+        while self.queue or active:
+            while self.queue and len(active) < self.batch_size:
+                job = self.queue.pop(0)
+                self.start(job)
+                if job.error:
+                    yield FileResult(job.index, job.source, [], None, str(job.error))
+                    if progress:
+                        progress(1)
+                    continue
+                job.collected = []
+                active.append(job)
+            if not active:
+                continue
+            self.round(active)
+            for job in list(active):
+                job.collected.extend(job.pending)
+                job.pending = []
+                if job.done:
+                    active.remove(job)
+                    if progress:
+                        progress(1)
+                    yield FileResult(job.index, job.source, job.collected, job.info,
+                                     str(job.error) if job.error else None)
+
+    # -- one round: the next window of every active job ----------------------------------------
+
+    @torch.inference_mode()
+    def round(self, jobs: List[_Job]) -> None:
+        o = self.owner
+        batch, feats, frames = [], [], []
+        for job in jobs:
+            if job.done:
+                continue
+            try:
+                n = job.windows.available_frames(job.seek)
+                if n <= 0:
+                    self._finish(job)
+                    continue
+                f, n = job.windows.window(job.seek)
+            except AudioError as e:
+                job.error, job.done = e, True
+                continue
+            batch.append(job)
+            feats.append(f)
+            frames.append(n)
+        if not batch:
+            return
+        eas = batch[0].options.eas
+        t0 = time.perf_counter()
+        audio = o.encode(torch.stack(feats), frames, eas)
+        t1 = time.perf_counter()
+        results = self._decode_with_fallback(batch, audio)
+        t2 = time.perf_counter()
+        for i, (job, result, n) in enumerate(zip(batch, results, frames)):
+            job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
+            job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
+            job.info.windows += 1
+            job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
+                                        else int(audio.x.shape[1]))
+            self._consume(job, result, n, audio, i)
+
+    def _decoder(self, options: DecodingOptions, tokenizer: Tokenizer) -> Decoder:
+        key = (options, tokenizer.language, tokenizer.task)
+        if key not in self._decoders:
+            self._decoders[key] = Decoder(self.owner.model, tokenizer, options, self.owner.loaded.begin_suppress_tokens)
+        return self._decoders[key]
+
+    def _decode_with_fallback(self, batch: List[_Job], audio: TokenSet) -> List[DecodingResult]:
+        opts = batch[0].options
+        results: List[Optional[DecodingResult]] = [None] * len(batch)
+        tried: List[List[DecodingResult]] = [[] for _ in batch]
+        todo = list(range(len(batch)))
+        for t in opts.temperature:
+            if not todo:
+                break
+            dopts = DecodingOptions(
+                temperature=t,
+                best_of=opts.best_of if t > 0 else None,
+                beam_size=opts.beam_size if t == 0 and opts.beam_size > 1 else None,
+                patience=opts.patience if t == 0 and opts.beam_size > 1 else None,
+                length_penalty=opts.length_penalty, suppress_tokens=opts.suppress_tokens,
+                suppress_blank=opts.suppress_blank, without_timestamps=opts.without_timestamps,
+                max_initial_timestamp=opts.max_initial_timestamp,
+            )
+            # windows with prompts of different lengths go in separate decoder batches
+            groups: Dict[int, List[int]] = {}
+            initial: Dict[int, List[int]] = {}
+            for i in todo:
+                job = batch[i]
+                decoder = self._decoder(dopts, job.tokenizer)
+                prompt = job.all_tokens[job.prompt_reset_since:] if (opts.condition_on_previous_text or job.prompt_reset_since == 0) else []
+                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and job.seek == 0 else None
+                initial[i] = decoder.initial_tokens(prompt, prefix)
+                groups.setdefault(len(initial[i]), []).append(i)
+            still = []
+            for rows in groups.values():
+                index = torch.tensor(rows, device=audio.x.device)
+                decoder = self._decoder(dopts, batch[rows[0]].tokenizer)
+                outs = decoder.run(audio.select(index), [initial[i] for i in rows])
+                for i, r in zip(rows, outs):
+                    tried[i].append(r)
+                    if _needs_fallback(r, opts):
+                        still.append(i)
+                    else:
+                        results[i] = r
+            todo = sorted(still)
+        for i in todo:  # every temperature failed: the most likely attempt that did not loop
+            ok = [r for r in tried[i] if opts.compression_ratio_threshold is None
+                  or r.compression_ratio <= opts.compression_ratio_threshold]
+            results[i] = max(ok or tried[i], key=lambda r: r.avg_logprob)
+        return results
+
+    def _consume(self, job: _Job, result: DecodingResult, n_frames: int, audio: TokenSet, row: int) -> None:
+        opts, tok = job.options, job.tokenizer
+        seek, segment_size = job.seek, n_frames
+        time_offset = seek * HOP_LENGTH / SAMPLE_RATE
+        if opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold and not (
+                opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold):
+            job.seek += segment_size  # silence: skip the window
+            self._after_window(job)
+            return
+        tokens = result.tokens
+        is_ts = [t >= tok.timestamp_begin for t in tokens]
+        single_ending = len(tokens) >= 2 and is_ts[-2:] == [False, True]
+        cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+        pieces: List[Tuple[float, float, List[int]]] = []
+        if cuts:
+            if single_ending:
+                cuts.append(len(tokens))
+            last = 0
+            for cut in cuts:
+                piece = tokens[last:cut]
+                start = (piece[0] - tok.timestamp_begin) * TIME_PRECISION
+                end = (piece[-1] - tok.timestamp_begin) * TIME_PRECISION
+                pieces.append((time_offset + start, time_offset + end, piece))
+                last = cut
+            if single_ending:
+                new_seek = seek + segment_size
+            else:
+                new_seek = seek + (tokens[last - 1] - tok.timestamp_begin) * 2  # 2 mel frames per token
+        else:
+            duration = segment_size * HOP_LENGTH / SAMPLE_RATE
+            stamps = [t for t in tokens if t >= tok.timestamp_begin]
+            if stamps and stamps[-1] != tok.timestamp_begin:
+                duration = (stamps[-1] - tok.timestamp_begin) * TIME_PRECISION
+            pieces.append((time_offset, time_offset + duration, tokens))
+            new_seek = seek + segment_size
+        job.seek = new_seek if new_seek > seek else seek + segment_size  # always move forward
+
+        segments = []
+        for start, end, piece in pieces:
+            text = tok.decode(piece)
+            if start == end or not text.strip():
+                continue
+            segments.append(Segment(
+                id=0, seek=seek, start=round(start, 3), end=round(end, 3), text=text, tokens=list(piece),
+                avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
+                no_speech_prob=result.no_speech_prob, words=None, temperature=result.temperature,
+            ))
+        if opts.word_timestamps and segments:
+            from .timing import add_word_timestamps
+
+            add_word_timestamps(self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)),
+                                segments, n_frames, time_offset, opts, job)
+            if not single_ending and segments[-1].words:
+                # the next window starts after the last word, not at the last timestamp token
+                shift = round((segments[-1].words[-1].end - time_offset) * FRAMES_PER_SECOND)
+                if shift > 0:
+                    job.seek = seek + shift
+        for s in segments:
+            s.id = job.segments_made
+            job.segments_made += 1
+        job.pending.extend(segments)
+        job.all_tokens.extend(t for s in segments for t in s.tokens)
+        if not opts.condition_on_previous_text or result.temperature > opts.prompt_reset_on_temperature:
+            job.prompt_reset_since = len(job.all_tokens)
+        self._after_window(job)
+
+    def _after_window(self, job: _Job) -> None:
+        job.windows.release_before(job.seek * HOP_LENGTH)
+        if job.windows.available_frames(job.seek) <= 0:
+            self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        job.done = True
+        if job.windows is not None and job.windows.n_samples is not None:
+            job.info.duration = job.windows.n_samples / SAMPLE_RATE
+
+
+def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:
+    needs = False
+    if opts.compression_ratio_threshold is not None and r.compression_ratio > opts.compression_ratio_threshold:
+        needs = True
+    if opts.log_prob_threshold is not None and r.avg_logprob < opts.log_prob_threshold:
+        needs = True
+    if (opts.no_speech_threshold is not None and r.no_speech_prob > opts.no_speech_threshold
+            and opts.log_prob_threshold is not None and r.avg_logprob < opts.log_prob_threshold):
+        needs = False  # silence: it will be skipped, no point in retrying
+    return needs
+
+
+def _name(source: AudioSource) -> str:
+    return "<array>" if isinstance(source, np.ndarray) else os.fspath(source)
