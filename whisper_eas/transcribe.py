@@ -148,9 +148,10 @@ class WhisperModel:
 
     def transcribe_batch(self, audios: Sequence[AudioSource], batch_size: int = 8,
                          raw: Optional[RawFormat] = None,
-                         progress: Optional[Callable[[int], None]] = None, **kwargs) -> Iterator["FileResult"]:
+                         progress: Optional[Callable[[float], None]] = None, **kwargs) -> Iterator["FileResult"]:
         """Transcribe many files, batching their windows; yields one FileResult per file as it
-        finishes (in completion order). Unreadable files yield a result with `error` set."""
+        finishes (in completion order). Unreadable files yield a result with `error` set.
+        `progress` receives the seconds of audio advanced since its last call."""
         options = self._options(kwargs)
         queue = [_Job(i, a, raw, options, self) for i, a in enumerate(audios)]
         runner = _Runner(self, queue, batch_size=batch_size)
@@ -204,7 +205,8 @@ class _Job:
         self.seek = 0
         self.done = False
         self.error: Optional[Exception] = None
-        self.pending: List[Segment] = []
+        self.pending: List[Segment] = []  # made, not yet handed out
+        self.collected: List[Segment] = []  # handed out (batch mode keeps them for the result)
         self.segments_made = 0
         self.windows: Optional[AudioWindows] = None
         self.tokenizer: Optional[Tokenizer] = None
@@ -258,16 +260,20 @@ class _Runner:
 
     def run_all(self, progress) -> Iterator[FileResult]:
         active: List[_Job] = []
+        reported: Dict[int, float] = {}  # job index -> seconds already reported to `progress`
+
+        def report(job, upto):
+            if progress and upto > reported.get(job.index, 0.0):
+                progress(upto - reported.get(job.index, 0.0))
+                reported[job.index] = upto
+
         while self.queue or active:
             while self.queue and len(active) < self.batch_size:
                 job = self.queue.pop(0)
                 self.start(job)
                 if job.error:
                     yield FileResult(job.index, job.source, [], None, str(job.error))
-                    if progress:
-                        progress(1)
                     continue
-                job.collected = []
                 active.append(job)
             if not active:
                 continue
@@ -275,10 +281,9 @@ class _Runner:
             for job in list(active):
                 job.collected.extend(job.pending)
                 job.pending = []
+                report(job, job.info.duration if job.done else job.seek / FRAMES_PER_SECOND)
                 if job.done:
                     active.remove(job)
-                    if progress:
-                        progress(1)
                     yield FileResult(job.index, job.source, job.collected, job.info,
                                      str(job.error) if job.error else None)
 
