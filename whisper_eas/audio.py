@@ -183,16 +183,29 @@ def _normalize(mel: torch.Tensor) -> torch.Tensor:
     return (log_spec + 4.0) / 4.0
 
 
+PADDINGS = ("silence", "zeros")
+
+
 class AudioWindows:
     """Random access to 30-s feature windows of a streamed file, keeping only the samples from
     the earliest window still needed onwards.
 
-    Features match faster-whisper's: the clip gets 160 zero samples appended, frames are
-    computed with a centred STFT, and frames past the end of the audio are zeros. Each window is
-    normalised on its own frames, which equals whole-file normalisation for clips up to 30 s.
+    Frames of audio match faster-whisper's features (160 zero samples appended, centred STFT).
+    A window that runs past the end of the audio is filled, by `padding`, with
+    - "silence": the features of digital silence, i.e. the clamp floor (max - 8 dB*10) that
+      `log_mel_spectrogram(pad_or_trim(audio))` gives in openai-whisper's `decode` path; or
+    - "zeros": zeros, as openai-whisper's `transcribe()` and faster-whisper pad features.
+    Whisper hallucinates and cuts prompts short noticeably more often with "zeros" on short
+    clips, so "silence" is our default (see docs/ for the measurement).
+    Each window is normalised on its own frames, which equals whole-file normalisation for
+    clips up to 30 s.
     """
 
-    def __init__(self, source: AudioSource, raw: Optional[RawFormat] = None, n_mels: int = 80):
+    def __init__(self, source: AudioSource, raw: Optional[RawFormat] = None, n_mels: int = 80,
+                 padding: str = "silence"):
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        self.padding = padding
         self.n_mels = n_mels
         self._blocks = stream_audio(source, raw)
         self._name = _name(source)
@@ -247,7 +260,9 @@ class AudioWindows:
                           center=False, return_complex=True)
         power = stft.abs() ** 2
         mel = _normalize(torch.from_numpy(mel_filters(self.n_mels)) @ power)
-        features = torch.zeros(self.n_mels, N_FRAMES)
+        # silence sits at the clamp floor, 8 (log10 units) below the peak: 2 after scaling by 1/4
+        fill = float(mel.max()) - 2.0 if self.padding == "silence" else 0.0
+        features = torch.full((self.n_mels, N_FRAMES), fill)
         features[:, :n_frames] = mel
         return features, n_frames
 

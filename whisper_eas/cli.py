@@ -103,15 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eas_flags(t)
     t.set_defaults(handler=cmd_transcribe)
 
-    try:
-        from .evaluate import add_eval_parser
-        from .search import add_search_parser
-        from .bench import add_bench_parser
-    except ImportError:  # pragma: no cover - during development only
-        return parser
+    from .evaluate import add_eval_parser
+
     add_eval_parser(sub, _add_model_flags, _add_eas_flags)
-    add_search_parser(sub, _add_model_flags)
-    add_bench_parser(sub, _add_model_flags)
     return parser
 
 

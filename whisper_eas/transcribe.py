@@ -74,6 +74,7 @@ class TranscribeOptions:
     prepend_punctuations: str = "\"'“¿([{-"
     append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
     eas: Optional[EASConfig] = None
+    padding: str = "silence"  # how a window past the end of the audio is filled (see audio.py)
 
     def __post_init__(self):
         temps = self.temperature
@@ -99,6 +100,7 @@ class TranscriptionInfo:
     all_language_probs: Optional[List[Tuple[str, float]]]
     options: TranscribeOptions
     windows: int = 0  # 30-s windows decoded
+    decoder_steps: int = 0  # tokens generated, fallback attempts included
     tokens_kept: List[int] = field(default_factory=list)  # encoder tokens kept per window (EAS)
     timings: Dict[str, float] = field(default_factory=dict)  # seconds spent per stage
 
@@ -230,7 +232,7 @@ class _Runner:
     def start(self, job: _Job) -> None:
         o = self.owner
         try:
-            job.windows = AudioWindows(job.source, job.raw, o.model.dims.n_mels)
+            job.windows = AudioWindows(job.source, job.raw, o.model.dims.n_mels, job.options.padding)
             duration = probe_duration(job.source, job.raw)
             first = job.windows.available_frames(0)  # decodes the first window's samples
             if job.windows.n_samples is not None:
@@ -314,9 +316,10 @@ class _Runner:
         t0 = time.perf_counter()
         audio = o.encode(torch.stack(feats), frames, eas)
         t1 = time.perf_counter()
-        results = self._decode_with_fallback(batch, audio)
+        results, steps = self._decode_with_fallback(batch, audio)
         t2 = time.perf_counter()
         for i, (job, result, n) in enumerate(zip(batch, results, frames)):
+            job.info.decoder_steps += steps[i]
             job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
             job.info.windows += 1
@@ -330,7 +333,9 @@ class _Runner:
             self._decoders[key] = Decoder(self.owner.model, tokenizer, options, self.owner.loaded.begin_suppress_tokens)
         return self._decoders[key]
 
-    def _decode_with_fallback(self, batch: List[_Job], audio: TokenSet) -> List[DecodingResult]:
+    def _decode_with_fallback(self, batch: List[_Job], audio: TokenSet):
+        """Decode each window at the first temperature whose result passes the thresholds;
+        returns the results and the decoder steps each window took."""
         opts = batch[0].options
         results: List[Optional[DecodingResult]] = [None] * len(batch)
         tried: List[List[DecodingResult]] = [[] for _ in batch]
@@ -373,7 +378,8 @@ class _Runner:
             ok = [r for r in tried[i] if opts.compression_ratio_threshold is None
                   or r.compression_ratio <= opts.compression_ratio_threshold]
             results[i] = max(ok or tried[i], key=lambda r: r.avg_logprob)
-        return results
+        steps = [sum(len(r.tokens) + 1 for r in attempts) for attempts in tried]
+        return results, steps
 
     def _consume(self, job: _Job, result: DecodingResult, n_frames: int, audio: TokenSet, row: int) -> None:
         opts, tok = job.options, job.tokenizer
