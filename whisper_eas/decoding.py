@@ -146,6 +146,7 @@ def build_filters(tokenizer: Tokenizer, options: DecodingOptions, n_vocab: int, 
 # ---------------------------------------------------------------------------------------------
 # The loops
 
+@torch.inference_mode()
 def detect_language(model: Whisper, audio: TokenSet, tokenizer: Tokenizer) -> List[Dict[str, float]]:
     """Per item: language code -> probability, from the logits after the start-of-transcript."""
     cache = model.decoder.new_cache(audio)
@@ -188,6 +189,7 @@ class Decoder:
             seq += list(prefix)[: self.n_ctx // 2 - 1]
         return seq
 
+    @torch.inference_mode()
     def run(self, audio: TokenSet, initial: List[List[int]]) -> List[DecodingResult]:
         n = audio.x.shape[0]
         if len({len(s) for s in initial}) != 1 or len(initial) != n:

@@ -14,8 +14,8 @@ After encoder block L (or before block 0, L = -1) an EAS stage
    sinks: dropping them changes where attention mass goes and the decoder hallucinates.
 
 Padding-aware selection (`pad_stride`): the pipeline knows where each window's audio ends, so
-padding tokens need no score. They are pooled in runs of `pad_stride` (one token per run, with
-its size), and the sparsity and the score apply to the speech tokens only. Short clips then shed
+padding tokens need no score. At the first stage they are pooled in runs of `pad_stride` (one
+token per run, with its size), and the sparsity and the score apply to the speech tokens only. Short clips then shed
 most of their window and long speech keeps what it needs.
 
 k is `ceil((1 - s) * n)` of the n candidate tokens, or, with `adaptive = p`, the fewest tokens
@@ -47,7 +47,7 @@ class EASConfig:
     score: str = "attention"
     merge: bool = True  # merge removed tokens into kept ones (False: drop them)
     adaptive: Optional[float] = None  # keep the smallest set holding this share of the score mass
-    min_keep: int = 8  # floor on speech tokens kept per item (adaptive mode and tiny clips)
+    min_keep: int = 8  # adaptive mode: floor on the tokens kept per item
     pad_stride: Optional[int] = None  # pool padding tokens in runs of this many (None: no padding rule)
     seed: int = 0  # for the "random" score
 
@@ -216,40 +216,42 @@ class EASReducer(TokenReducer):
 
     def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
         cfg = self.config
+        stage = self.stages.get(block_index)
+        if stage is not None and cfg._prunes(stage):
+            tokens = self._prune(block_index, stage, tokens, attention)
         if cfg.pad_stride is not None and block_index == self.first_layer:
             tokens = pool_padding(tokens, self.audio_tokens, cfg.pad_stride)
-        stage = self.stages.get(block_index)
-        if stage is None or not cfg._prunes(stage):
-            return tokens
+        return tokens
+
+    def _prune(self, block_index: int, stage: Stage, tokens: TokenSet, attention) -> TokenSet:
+        cfg = self.config
         valid = tokens.size > 0 if tokens.size is not None else torch.ones_like(tokens.kept_index, dtype=torch.bool)
         if cfg.needs_attention:
             score = ATTENTION_SCORES[cfg.score](attention, valid).float()
         else:
             score = _position_score(cfg.score, tokens, cfg.seed + block_index)
-        # Candidates compete for the k slots; with the padding rule, pooled padding is always kept.
-        candidate = valid
-        protected = torch.zeros_like(valid)
+        # Candidates compete for the k slots; with the padding rule only speech competes and the
+        # padding is kept (to be pooled).
+        candidate, protected = valid, torch.zeros_like(valid)
         if cfg.pad_stride is not None:
             is_audio = tokens.kept_index < self.audio_tokens[:, None]
-            candidate = valid & is_audio
-            protected = valid & ~is_audio
+            candidate, protected = valid & is_audio, valid & ~is_audio
         k = self._keep_counts(score, candidate, stage.sparsity)
         return select_tokens(tokens, score, candidate, protected, k, cfg.merge)
 
     def _keep_counts(self, score: Tensor, candidate: Tensor, sparsity: float) -> Tensor:
         n = candidate.sum(dim=1)
         if self.config.adaptive is None:
-            k = torch.ceil((1.0 - sparsity) * n.float()).long()
+            return torch.ceil((1.0 - sparsity) * n.float()).long()
+        # Attention scores are probability mass already; other scores (norms, ranks) go through a
+        # softmax so that the rule still reads "the smallest set holding p".
+        if self.config.needs_attention:
+            mass = score.clamp(min=0).masked_fill(~candidate, 0.0)
         else:
-            # Attention scores are probability mass already; other scores (norms, ranks) go
-            # through a softmax so that the rule still reads "the smallest set holding p".
-            if self.config.needs_attention:
-                mass = score.clamp(min=0).masked_fill(~candidate, 0.0)
-            else:
-                mass = score.masked_fill(~candidate, float("-inf")).softmax(dim=1)
-            mass = mass / mass.sum(dim=1, keepdim=True).clamp(min=1e-30)
-            cumulative = mass.sort(dim=1, descending=True).values.cumsum(dim=1)
-            k = (cumulative < self.config.adaptive).sum(dim=1) + 1
+            mass = score.masked_fill(~candidate, float("-inf")).softmax(dim=1)
+        mass = mass / mass.sum(dim=1, keepdim=True).clamp(min=1e-30)
+        cumulative = mass.sort(dim=1, descending=True).values.cumsum(dim=1)
+        k = (cumulative < self.config.adaptive).sum(dim=1) + 1
         return torch.minimum(torch.clamp(k, min=self.config.min_keep), n)
 
 

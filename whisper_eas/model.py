@@ -309,7 +309,7 @@ class Whisper(nn.Module):
         """Build from openai-whisper's parameter names (the one layout every loader maps to)."""
         model = cls(dims)
         model.load_state_dict(_fuse_openai_names(state, dims))
-        return model
+        return model.requires_grad_(False)  # an inference engine: no autograd bookkeeping
 
 
 def _fuse_openai_names(state: dict, dims: ModelDimensions) -> dict:

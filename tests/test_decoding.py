@@ -1,0 +1,151 @@
+"""Decoding: the logit rules, greedy and beam search, batching, and agreement with faster-whisper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from whisper_eas.audio import AudioWindows
+from whisper_eas.decoding import (ApplyTimestampRules, Decoder, DecodingOptions, SuppressBlank, SuppressTokens,
+                                  compression_ratio)
+
+NEG = float("-inf")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny):
+    return tiny.tokenizer
+
+
+def _logits(tok, rows=1, fill=0.0):
+    return torch.full((rows, tok.n_vocab), fill)
+
+
+def test_timestamp_rules(tok):
+    ts = tok.timestamp_begin
+    rules = ApplyTimestampRules(tok, max_initial_timestamp_index=50)
+    begin = 3
+
+    # the first sampled token is a timestamp no later than 1.00 s
+    logits = _logits(tok)
+    rules.apply(logits, torch.zeros(1, begin, dtype=torch.long), begin)
+    allowed = (logits[0] > NEG).nonzero()[:, 0]
+    assert allowed.min().item() == ts and allowed.max().item() == ts + 50
+
+    # after an opening timestamp and text, a closing timestamp not before the opening one, or EOT
+    seq = torch.tensor([[0, 0, 0, ts + 10, 400]])
+    logits = _logits(tok)
+    logits[0, 500] = 10.0  # likelier than all ~1490 timestamps together (log 1490 = 7.3)
+    rules.apply(logits, seq, begin)
+    assert logits[0, ts + 9] == NEG and logits[0, ts + 10] == NEG and logits[0, ts + 11] > NEG  # nonzero length
+    assert logits[0, 500] > NEG  # text still allowed here
+
+    # after "<|t0|> text <|t1|>" (an open timestamp): no text, only a timestamp >= t1 or EOT
+    seq = torch.tensor([[0, 0, 0, ts + 10, 400, ts + 20]])
+    logits = _logits(tok)
+    logits[0, tok.eot] = 10.0
+    rules.apply(logits, seq, begin)
+    assert logits[0, 400] == NEG and logits[0, tok.eot] > NEG
+    assert logits[0, ts + 19] == NEG and logits[0, ts + 20] > NEG
+
+    # after a closed pair: no timestamp
+    seq = torch.tensor([[0, 0, 0, ts + 10, 400, ts + 20, ts + 20]])
+    logits = _logits(tok)
+    rules.apply(logits, seq, begin)
+    assert bool((logits[0, ts:] == NEG).all()) and logits[0, 400] > NEG
+
+    # timestamps win when their total probability beats every single text token
+    seq = torch.tensor([[0, 0, 0, ts + 10, 400]])
+    logits = _logits(tok, fill=-10.0)
+    logits[0, 400] = 0.0
+    logits[0, ts + 11 :] = 0.0
+    rules.apply(logits, seq, begin)
+    assert logits[0, 400] == NEG
+    assert logits[0, tok.no_timestamps] == NEG
+
+
+def test_suppress_blank_and_tokens(tok):
+    logits = _logits(tok, rows=2)
+    SuppressBlank(tok).apply(logits, torch.zeros(2, 1, dtype=torch.long), 1)
+    assert logits[0, tok.eot] == NEG and logits[0, tok.encode(" ")[0]] == NEG
+    logits = _logits(tok)
+    SuppressBlank(tok).apply(logits, torch.zeros(1, 2, dtype=torch.long), 1)  # not at the start
+    assert logits[0, tok.eot] == 0.0
+    logits = _logits(tok)
+    SuppressTokens(tok.suppress_tokens((-1,)), tok.n_vocab, "cpu").apply(logits, None, 0)
+    assert logits[0, tok.no_speech] == NEG and logits[0, tok.sot_prev] == NEG
+    assert logits[0, tok.encode('"')[0]] == NEG  # a non-speech symbol
+    assert logits[0, tok.encode(" hello")[0]] == 0.0
+
+
+def test_compression_ratio_flags_repetition():
+    assert compression_ratio("the cat sat on the mat") < 1.5
+    assert compression_ratio("la " * 200) > 2.4
+    assert compression_ratio("") == 0.0
+
+
+@pytest.fixture(scope="module")
+def jfk_audio(tiny, jfk):
+    feats, n = AudioWindows(jfk, padding="zeros").window(0)
+    return tiny.encode(feats[None], [n], None)
+
+
+def test_greedy_matches_faster_whisper_tokens(tiny, jfk, jfk_audio):
+    """Same CT2 weights, same features: the greedy token sequence is identical."""
+    faster_whisper = pytest.importorskip("faster_whisper")
+    from whisper_eas.loading import _bundled
+
+    dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions())
+    ours = dec.run(jfk_audio, [dec.initial_tokens()])[0]
+    fw = faster_whisper.WhisperModel(str(_bundled("tiny.en")[0]), device="cpu", compute_type="float32", cpu_threads=2)
+    segments, _ = fw.transcribe(str(jfk), beam_size=1, temperature=0.0, condition_on_previous_text=False)
+    fw_tokens = [t for s in segments for t in s.tokens]
+    assert ours.tokens == fw_tokens
+
+
+def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy(tiny, jfk_audio):
+    greedy = Decoder(tiny.model, tiny.tokenizer, DecodingOptions(without_timestamps=True))
+    beam = Decoder(tiny.model, tiny.tokenizer, DecodingOptions(without_timestamps=True, beam_size=4))
+    g = greedy.run(jfk_audio, [greedy.initial_tokens()])[0]
+    b = beam.run(jfk_audio, [beam.initial_tokens()])[0]
+    assert b.avg_logprob >= g.avg_logprob - 1e-6
+    assert "ask not what your country can do for you" in b.text
+
+
+def test_batch_decoding_equals_one_by_one(tiny, jfk):
+    windows = [AudioWindows(jfk).window(s) for s in (0, 400, 700)]
+    audio = tiny.encode(torch.stack([f for f, _ in windows]), [n for _, n in windows], None)
+    for options in (DecodingOptions(), DecodingOptions(beam_size=3, without_timestamps=True)):
+        dec = Decoder(tiny.model, tiny.tokenizer, options)
+        together = dec.run(audio, [dec.initial_tokens()] * 3)
+        for i in range(3):
+            alone = dec.run(audio.select(torch.tensor([i])), [dec.initial_tokens()])[0]
+            assert together[i].tokens == alone.tokens
+            assert together[i].avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-4)
+
+
+def test_prompt_and_prefix_are_placed_before_the_sampled_tokens(tiny):
+    tok = tiny.tokenizer
+    dec = Decoder(tiny.model, tok, DecodingOptions(without_timestamps=True))
+    prompt = tok.encode(" earlier words")
+    seq = dec.initial_tokens(prompt, prefix=tok.encode(" And"))
+    assert seq[0] == tok.sot_prev and seq[1 : 1 + len(prompt)] == prompt
+    assert seq[1 + len(prompt)] == tok.sot and tok.no_timestamps in seq
+    long_prompt = list(range(1000))
+    assert len(dec.initial_tokens(long_prompt)) <= tiny.model.dims.n_text_ctx // 2 + 2
+
+
+def test_sampling_uses_best_of_and_is_seedable(tiny, jfk_audio):
+    dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions(temperature=0.8, best_of=3, without_timestamps=True))
+    torch.manual_seed(0)
+    a = dec.run(jfk_audio, [dec.initial_tokens()])[0]
+    torch.manual_seed(0)
+    b = dec.run(jfk_audio, [dec.initial_tokens()])[0]
+    assert a.tokens == b.tokens and a.temperature == 0.8
+
+
+def test_invalid_options():
+    for kwargs in (dict(temperature=-1), dict(beam_size=0), dict(best_of=0), dict(beam_size=3, temperature=0.5),
+                   dict(patience=2.0)):
+        with pytest.raises(ValueError):
+            DecodingOptions(**kwargs)

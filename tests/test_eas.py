@@ -1,0 +1,220 @@
+"""EAS: which tokens are kept, what they stand for, and that the rest of the model sees only them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from whisper_eas.audio import AudioWindows
+from whisper_eas.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding, select_tokens
+from whisper_eas.model import AttentionRecord, TokenSet
+
+
+def _tokens(b=1, t=8, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, t, d, generator=g)
+    return TokenSet(x, torch.arange(t).expand(b, t).clone())
+
+
+def _attention_receiving(weights):
+    """An attention record where every query gives key j the share weights[j]."""
+    w = torch.tensor(weights, dtype=torch.float32)
+    w = w / w.sum()
+    t = len(weights)
+    probs = w.expand(1, 2, t, t).clone()  # 1 item, 2 heads
+    return AttentionRecord(probs, torch.zeros(1, 2, t, 3))
+
+
+def test_attention_score_keeps_most_attended_tokens_in_time_order():
+    tokens = _tokens(t=8)
+    att = _attention_receiving([1, 9, 1, 5, 1, 1, 8, 2])
+    reducer = EASReducer(EASConfig((Stage(0, 0.5),), merge=False), torch.tensor([8]))
+    assert reducer.wants_attention(0) and not reducer.wants_attention(1)
+    out = reducer(0, tokens, att)
+    assert out.kept_index.tolist() == [[1, 3, 6, 7]]  # the 4 highest, sorted by time
+    assert torch.equal(out.x[0], tokens.x[0, [1, 3, 6, 7]])
+    assert out.size.tolist() == [[1, 1, 1, 1]]
+
+
+def test_kept_count_is_ceil_of_one_minus_sparsity():
+    tokens = _tokens(t=10)
+    att = _attention_receiving(list(range(1, 11)))
+    out = EASReducer(EASConfig((Stage(0, 0.55),), merge=False, min_keep=1), torch.tensor([10]))(0, tokens, att)
+    assert out.kept_index.shape[1] == 5  # ceil(0.45 * 10)
+    assert out.kept_index.tolist() == [[5, 6, 7, 8, 9]]
+
+
+def test_merge_folds_every_removed_token_into_its_most_similar_kept_token():
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9], [1.0, 0.05]]])
+    tokens = TokenSet(x, torch.arange(5)[None])
+    att = _attention_receiving([5, 5, 1, 1, 1])  # keeps tokens 0 and 1
+    out = EASReducer(EASConfig((Stage(0, 0.6),), merge=True, min_keep=1), torch.tensor([5]))(0, tokens, att)
+    assert out.kept_index.tolist() == [[0, 1]]
+    assert out.size.tolist() == [[3.0, 2.0]]  # token 0 absorbs 2 and 4, token 1 absorbs 3
+    assert torch.allclose(out.x[0, 0], (x[0, 0] + x[0, 2] + x[0, 4]) / 3)
+    assert torch.allclose(out.x[0, 1], (x[0, 1] + x[0, 3]) / 2)
+    assert torch.allclose(out.key_bias[0, 0, 0], torch.log(torch.tensor([3.0, 2.0])))
+
+
+def test_baseline_scores():
+    tokens = _tokens(t=16)
+    truncate = EASReducer(EASConfig((Stage(-1, 0.75),), score="truncate", merge=False, min_keep=1), torch.tensor([16]))
+    assert truncate(-1, tokens, None).kept_index.tolist() == [[0, 1, 2, 3]]
+    stride = EASReducer(EASConfig((Stage(-1, 0.75),), score="stride", merge=False, min_keep=1), torch.tensor([16]))
+    assert stride(-1, tokens, None).kept_index.tolist() == [[0, 4, 8, 12]]
+    rnd = EASConfig((Stage(-1, 0.5),), score="random", merge=False, min_keep=1)
+    a = EASReducer(rnd, torch.tensor([16]))(-1, tokens, None).kept_index
+    b = EASReducer(rnd, torch.tensor([16]))(-1, tokens, None).kept_index
+    assert torch.equal(a, b) and a.shape[1] == 8  # seeded
+
+
+def test_padding_pool_keeps_audio_and_pools_padding_runs():
+    tokens = _tokens(t=12)
+    out = pool_padding(tokens, torch.tensor([5]), stride=4)
+    # audio tokens 0..4 pass; padding 5..11 pools into runs starting at 5 and 9
+    assert out.kept_index.tolist() == [[0, 1, 2, 3, 4, 5, 9]]
+    assert out.size.tolist() == [[1, 1, 1, 1, 1, 4, 3]]
+    assert torch.allclose(out.x[0, 5], tokens.x[0, 5:9].mean(0))
+    assert torch.allclose(out.x[0, 6], tokens.x[0, 9:12].mean(0))
+
+
+def test_padding_rule_prunes_speech_only_and_keeps_pooled_padding():
+    tokens = _tokens(t=12)
+    att = _attention_receiving([1, 9, 2, 8, 1, 1, 1, 1, 1, 1, 1, 1])
+    cfg = EASConfig((Stage(0, 0.5),), pad_stride=4, merge=False, min_keep=1)
+    reducer = EASReducer(cfg, torch.tensor([4]))
+    pooled = reducer(-1, tokens, None)  # before block 0 nothing happens: the stage is after block 0
+    assert pooled.kept_index.shape[1] == 12
+    out = reducer(0, tokens, att)  # speech top-k, then the padding pooled
+    assert out.kept_index.tolist() == [[1, 3, 4, 8]]  # 2 of the 4 speech tokens + 2 pooled runs
+
+
+def test_adaptive_keeps_smallest_set_holding_the_mass_per_item():
+    tokens = _tokens(b=2, t=8)
+    peaked = [100, 1, 1, 1, 1, 1, 1, 1]
+    flat = [1] * 8
+    probs = torch.stack([_attention_receiving(peaked).probs[0], _attention_receiving(flat).probs[0]])
+    att = AttentionRecord(probs, torch.zeros(2, 2, 8, 3))
+    cfg = EASConfig((Stage(0, 0.0),), adaptive=0.9, merge=False, min_keep=1)
+    out = EASReducer(cfg, torch.tensor([8, 8]))(0, tokens, att)
+    kept_per_item = (out.size > 0).sum(1).tolist()
+    assert kept_per_item == [1, 8]  # 100/107 > 0.9 with one token; the flat item needs 8 (>= 7.2)
+    assert out.kept_index[0].tolist() == [0, -1, -1, -1, -1, -1, -1, -1]  # padded with size 0
+    assert out.key_bias[0, 0, 0, 1].item() == float("-inf")
+
+
+def test_config_validation_and_parsing():
+    cfg = parse_eas("1:0.3,2:0.5 score=keynorm drop adaptive=0.95 pad=16")
+    assert cfg.stages == (Stage(1, 0.3), Stage(2, 0.5)) and cfg.score == "keynorm" and not cfg.merge
+    assert cfg.adaptive == 0.95 and cfg.pad_stride == 16
+    assert parse_eas(cfg.describe()) == cfg
+    assert parse_eas("off") is None and parse_eas(None) is None
+    assert parse_eas("1:0").is_dense
+    for bad, message in [("1:1.5", "sparsity"), ("1:-0.1", "sparsity"), ("-2:0.5", "out of range"),
+                         ("1:0.5 score=nope", "unknown EAS score"), ("1", "bad EAS spec"), ("1:x", "bad EAS spec"),
+                         ("1:0.5 bogus", "unknown EAS option"), ("-1:0.5", "needs a block's attention")]:
+        with pytest.raises(ValueError, match=message):
+            parse_eas(bad)
+    with pytest.raises(ValueError, match="blocks 0..3"):
+        parse_eas("4:0.5").check_layers(4)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the real model
+
+@pytest.fixture(scope="module")
+def jfk_window(jfk):
+    return AudioWindows(jfk).window(0)
+
+
+def _encode(tiny, features, frames, eas):
+    return tiny.encode(features, frames, parse_eas(eas) if isinstance(eas, str) else eas)
+
+
+def test_zero_sparsity_is_bit_for_bit_dense(tiny, jfk):
+    dense_segments, _ = tiny.transcribe(jfk)
+    zero_segments, info = tiny.transcribe(jfk, eas="1:0")
+    assert [s.tokens for s in dense_segments] == [s.tokens for s in zero_segments]
+    assert info.tokens_kept == [1500]
+    feats, n = AudioWindows(jfk).window(0)
+    assert torch.equal(_encode(tiny, feats[None], [n], None).x, _encode(tiny, feats[None], [n], "1:0").x)
+
+
+def test_later_blocks_and_cross_attention_run_on_kept_tokens_only(tiny, jfk_window):
+    feats, n = jfk_window
+    seen, calls = [], []
+    hooks = [blk.register_forward_hook(lambda m, args, kw, out, i=i: seen.append((i, args[0].shape[1], kw.get("return_probs", args[2] if len(args) > 2 else False)))
+                                       , with_kwargs=True)
+             for i, blk in enumerate(tiny.model.encoder.blocks)]
+    try:
+        out = _encode(tiny, feats[None], [n], "1:0.6 drop")
+    finally:
+        for h in hooks:
+            h.remove()
+    k = out.x.shape[1]
+    assert k == 600  # ceil(0.4 * 1500)
+    assert [(i, t) for i, t, _ in seen] == [(0, 1500), (1, 1500), (2, k), (3, k)]
+    # block 1's attention ran once, with its probabilities kept for the score; no other block
+    assert [i for i, _, probs in seen if probs] == [1]
+    cache = tiny.model.decoder.new_cache(out)
+    assert all(ck.shape[2] == k for ck in cache.cross_k)
+
+
+def test_scoring_block_computes_attention_once(tiny, jfk_window, monkeypatch):
+    feats, n = jfk_window
+    sdpa_calls, manual_calls = [], []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting_sdpa(*a, **kw):
+        sdpa_calls.append(a[0].shape)
+        return real_sdpa(*a, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting_sdpa)
+    from whisper_eas import model as model_module
+
+    real_record = model_module.AttentionRecord
+
+    def counting_record(*a, **kw):
+        manual_calls.append(1)
+        return real_record(*a, **kw)
+
+    monkeypatch.setattr(model_module, "AttentionRecord", counting_record)
+    _encode(tiny, feats[None], [n], "2:0.5")
+    assert len(manual_calls) == 1  # block 2, once
+    assert len(sdpa_calls) == 3  # blocks 0, 1, 3 use the fused kernel
+
+
+@pytest.mark.parametrize("spec", ["1:0.5", "0:0.3 adaptive=0.9", "1:0.5 pad=16", "1:0.3,2:0.5", "0:0.5 score=stride drop"])
+def test_batched_equals_unbatched(tiny, jfk, spec):
+    win = AudioWindows(jfk)
+    items = [win.window(0), AudioWindows(jfk).window(300), AudioWindows(jfk).window(800)]
+    feats = torch.stack([f for f, _ in items])
+    frames = [n for _, n in items]
+    batched = _encode(tiny, feats, frames, spec)
+    for i, (f, n) in enumerate(items):
+        alone = _encode(tiny, f[None], [n], spec)
+        k = alone.x.shape[1]
+        assert torch.equal(batched.kept_index[i, :k], alone.kept_index[0])
+        assert bool((batched.size[i, k:] == 0).all())
+        assert torch.allclose(batched.x[i, :k], alone.x[0], atol=2e-4)
+    # and the decoded text is the same
+    from whisper_eas.decoding import Decoder, DecodingOptions
+
+    dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions(without_timestamps=True))
+    initial = dec.initial_tokens()
+    together = dec.run(batched, [initial] * 3)
+    for i, (f, n) in enumerate(items):
+        alone = dec.run(_encode(tiny, f[None], [n], spec), [initial])[0]
+        assert together[i].tokens == alone.tokens
+
+
+def test_word_timestamps_survive_pruning(tiny, jfk):
+    dense = list(tiny.transcribe(jfk, word_timestamps=True)[0])
+    sparse, info = tiny.transcribe(jfk, word_timestamps=True, eas="1:0.5")
+    sparse = list(sparse)
+    assert info.tokens_kept == [750]
+    dense_words = [w for s in dense for w in s.words]
+    sparse_words = [w for s in sparse for w in s.words]
+    assert [w.word for w in dense_words] == [w.word for w in sparse_words]
+    for a, b in zip(dense_words, sparse_words):
+        assert abs(a.start - b.start) <= 0.2 and abs(a.end - b.end) <= 0.2, (a, b)
