@@ -55,7 +55,7 @@ def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = 
         container = av.open(path, mode="r", metadata_errors="ignore", **options)
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({_reason(e)})") from None
-    pending, n_pending = [], 0
+    pending, n_pending, n_decoded = [], 0, 0
     with container:
         if not container.streams.audio:
             raise AudioError(f"{path}: the file has no audio stream")
@@ -65,6 +65,7 @@ def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = 
                 for out in resampler.resample(frame):
                     pending.append(out.to_ndarray().reshape(-1))
                     n_pending += out.samples
+                    n_decoded += out.samples
                 if n_pending >= block_samples:
                     yield _to_float(pending)
                     pending, n_pending = [], 0
@@ -73,13 +74,15 @@ def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = 
         except av.FFmpegError as e:
             # A truncated or damaged stream: what decoded so far is kept, as ffmpeg does, but a
             # file that yields nothing at all is an error below.
-            if not pending and n_pending == 0:
+            if not pending and n_decoded == 0:
                 raise AudioError(f"{path}: cannot decode audio ({_reason(e)})") from None
     if pending:
         yield _to_float(pending)
 
 
 def _reason(e: Exception) -> str:
+    if getattr(e, "strerror", None):  # FFmpegError: the message without "[Errno N]" and the path
+        return str(e.strerror).strip().splitlines()[0]
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text.split(": '")[0]
 

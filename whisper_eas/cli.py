@@ -289,6 +289,9 @@ def cmd_transcribe(args) -> int:
             WRITERS[fmt](result.segments, sys.stdout, info=result.info, settings=settings)
             sys.stdout.flush()
     bar.close()
+    if failures and len(args.files) == 1:  # a single input: one line, like any other error
+        print(f"whisper-eas: error: {_one_line_str(failures[0])}", file=sys.stderr)
+        return EXIT_FAILED
     if failures:
         ok = len(args.files) - len(failures)
         print(f"whisper-eas: {len(failures)} of {len(args.files)} files failed ({ok} transcribed):", file=sys.stderr)

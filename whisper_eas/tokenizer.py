@@ -72,9 +72,9 @@ class Tokenizer:
         self.language_codes: List[str] = list(LANGUAGES)[: self.num_languages]
         if task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {task!r}")
-        if not self.multilingual and (task == "translate" or (language or "en") != "en"):
-            raise ValueError("this model is English-only: it cannot translate or take another language")
         self.language = language_code(language) if language else None
+        if not self.multilingual and (task == "translate" or (self.language or "en") != "en"):
+            raise ValueError("this model is English-only: it cannot translate or take another language")
         self.task = task
 
     def with_language(self, language: Optional[str], task: Optional[str] = None) -> "Tokenizer":

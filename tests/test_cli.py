@@ -1,0 +1,387 @@
+"""The `whisper-eas transcribe` command: output on stdout and in files, batches with bad files,
+raw PCM, word timestamps, and a battery of bad inputs and flags that must each end in one line on
+stderr and a non-zero exit - never a traceback.
+
+Most runs call `whisper_eas.cli.main` in-process with the session's tiny.en model; a few run the
+real console script to check what a user's terminal sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import whisper_eas.transcribe
+from whisper_eas.cli import main
+
+JFK_SENTENCE = ("And so my fellow Americans, ask not what your country can do for you, "
+                "ask what you can do for your country.")
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+@pytest.fixture
+def cli(tiny, monkeypatch, capsys):
+    """Run `whisper-eas ARGS...` in-process -> (exit code, stdout, stderr); tiny.en is the session's
+    model instead of a fresh load (any other model is loaded for real)."""
+    real = whisper_eas.transcribe.WhisperModel
+
+    def model(name="tiny.en", device="cpu", compute_type="default", cpu_threads=0, **kwargs):
+        if (name, device, compute_type, kwargs) == ("tiny.en", "cpu", "default", {}):
+            return tiny
+        return real(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads, **kwargs)
+
+    monkeypatch.setattr(whisper_eas.transcribe, "WhisperModel", model)
+    monkeypatch.delenv("WHISPER_EAS_DEBUG", raising=False)
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def assert_one_error_line(code, err, expect_code=None):
+    assert code != 0
+    if expect_code is not None:
+        assert code == expect_code
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("whisper-eas: "), err
+    return lines[0]
+
+
+# -- bad input files ------------------------------------------------------------------------
+
+def _write_flac_without_samples(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("flac", rate=16000, layout="mono")
+        c.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, jfk):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "folder.wav").mkdir()
+    (d / "junk.wav").write_bytes(np.random.default_rng(0).bytes(4000))
+    (d / "notes.wav").write_text("minutes of the meeting, not audio\n" * 30)
+    (d / "cut.flac").write_bytes(Path(jfk).read_bytes()[:100])
+    (d / "empty.mp3").write_bytes(b"")
+    sf.write(d / "nothing.wav", np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    _write_flac_without_samples(d / "nothing.flac")
+    sf.write(d / "blip.wav", np.zeros(100, np.float32), 16000, subtype="PCM_16")  # under one 10-ms frame
+    return d
+
+
+BAD_FILES = {
+    "missing": ("missing.wav", "no such file"),
+    "directory": ("folder.wav", "directory"),
+    "random-bytes": ("junk.wav", "not a readable audio file"),
+    "text-renamed": ("notes.wav", "not a readable audio file"),
+    "truncated": ("cut.flac", ""),
+    "zero-length": ("empty.mp3", "empty"),
+    "wav-without-samples": ("nothing.wav", "no audio samples"),
+    "flac-without-samples": ("nothing.flac", "no audio samples"),
+    "too-short": ("blip.wav", "too short"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_file_is_one_line_and_nonzero(cli, bad_files, kind):
+    name, reason = BAD_FILES[kind]
+    path = bad_files / name
+    code, out, err = cli("transcribe", path)
+    line = assert_one_error_line(code, err)
+    assert str(path) in line
+    assert reason in line
+    assert out == ""
+
+
+def test_cut_off_file_transcribes_what_is_there(cli, jfk, tmp_path):
+    """A download that stopped half way: the audio up to the cut is transcribed, exit 0."""
+    data = Path(jfk).read_bytes()
+    path = tmp_path / "jfk_half.flac"
+    path.write_bytes(data[: len(data) // 2])
+    code, out, err = cli("transcribe", path)
+    assert code == 0, err
+    assert norm(out).startswith("and so my fellow americans")
+    assert not norm(out).endswith("for your country")
+
+
+def test_silence_succeeds_with_no_text(cli, tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(2 * 16000, np.float32), 16000, subtype="PCM_16")
+    code, out, err = cli("transcribe", path)
+    assert code == 0, err
+    assert err == ""
+    assert len(norm(out).split()) <= 2  # nothing, or at most a stray word
+
+
+# -- bad flags ------------------------------------------------------------------------------
+
+BAD_FLAGS = [
+    (["--beam-size", "0"], "--beam-size"),
+    (["--best-of", "0"], "--best-of"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--eas", "9:0.5"], "out of range"),  # tiny.en has 4 encoder blocks
+    (["--eas", "4:0.5"], "out of range"),
+    (["--eas", "1:1.5"], "sparsity"),
+    (["--eas", "1:-0.1"], "sparsity"),
+    (["--eas", "1:x"], "1:x"),
+    (["--eas-score", "nosuch", "--eas", "1:0.5"], "nosuch"),
+    (["--eas-score", "attention"], "--eas"),
+    (["--eas", "1:0.5", "--profile", "p.json"], "either"),
+    (["--profile", "missing.json"], "missing.json"),
+    (["--language", "klingon"], "klingon"),
+    (["--task", "translate"], "multilingual"),
+    (["--language", "fr"], "English-only"),
+    (["--output-format", "all"], "--output-dir"),
+    (["--threads", "-1"], "--threads"),
+    (["--compute-type", "nosuch"], "compute type"),
+    (["--suppress-tokens", "1,x"], "--suppress-tokens"),
+    (["--temperature", "-1"], "temperature"),
+    (["--temperature-increment-on-fallback", "0"], "temperature"),
+    (["--raw", "--sample-rate", "0"], "sample rate"),
+    (["--raw", "--channels", "9"], "channels"),
+]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flag_is_one_line_exit_2(cli, jfk, flags, needle):
+    code, out, err = cli("transcribe", jfk, *flags)
+    line = assert_one_error_line(code, err, expect_code=2)
+    assert line.startswith("whisper-eas: error: ")
+    assert needle in line
+    assert out == ""
+
+
+def test_cuda_without_a_gpu(cli, jfk):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is available here")
+    code, out, err = cli("transcribe", jfk, "--device", "cuda")
+    assert "no CUDA device" in assert_one_error_line(code, err, expect_code=2)
+
+
+def test_output_dir_that_is_a_file(cli, jfk, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    code, out, err = cli("transcribe", jfk, "-o", target)
+    assert "not a directory" in assert_one_error_line(code, err, expect_code=2)
+
+
+def test_unknown_model_fails_fast(cli, jfk):
+    t0 = time.monotonic()
+    code, out, err = cli("transcribe", jfk, "--model", "nosuchmodel")
+    line = assert_one_error_line(code, err, expect_code=2)
+    assert "nosuchmodel" in line
+    assert time.monotonic() - t0 < 10
+
+
+def test_missing_model_path_fails(cli, jfk, tmp_path):
+    code, out, err = cli("transcribe", jfk, "--model", tmp_path / "no-such-model-dir")
+    line = assert_one_error_line(code, err)
+    assert "no-such-model-dir" in line
+
+
+# argparse rejects these itself: a usage message (which may wrap over several lines), then one
+# "whisper-eas transcribe: error: ..." line, exit 2
+ARGPARSE_ERRORS = [
+    ["--task", "summarize"],
+    ["--output-format", "docx"],
+    ["--eas-reduce", "keep"],
+    ["--beam-size", "two"],
+    ["--word-timestamps", "maybe"],
+    ["--no-such-flag"],
+]
+
+
+@pytest.mark.parametrize("flags", ARGPARSE_ERRORS, ids=[" ".join(f) for f in ARGPARSE_ERRORS])
+def test_argparse_usage_errors(cli, jfk, flags):
+    code, out, err = cli("transcribe", jfk, *flags)
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.startswith("usage: whisper-eas")  # an unknown flag is the top-level parser's error
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0]
+    assert re.match(r"whisper-eas( transcribe)?: error: ", errors[0])
+
+
+def test_no_files_is_a_usage_error(cli):
+    code, out, err = cli("transcribe")
+    assert code == 2 and "Traceback" not in err and "error:" in err.splitlines()[-1]
+
+
+def test_no_command_prints_help(cli):
+    code, out, err = cli()
+    assert code == 2 and "usage: whisper-eas" in err
+
+
+# -- transcription --------------------------------------------------------------------------
+
+def test_transcribe_jfk_to_stdout(cli, jfk):
+    code, out, err = cli("transcribe", jfk)
+    assert code == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
+    assert norm(out) == norm(JFK_SENTENCE)
+
+
+def test_output_dir_all_formats(cli, jfk, tmp_path):
+    out_dir = tmp_path / "out" / "nested"  # created on demand
+    code, out, err = cli("transcribe", jfk, "--output-format", "all", "--output-dir", out_dir,
+                         "--language", "English")
+    assert code == 0, err
+    assert out == "" and err == ""
+    files = sorted(p.name for p in out_dir.iterdir())
+    assert files == ["jfk.json", "jfk.srt", "jfk.tsv", "jfk.txt", "jfk.vtt"]
+    assert norm((out_dir / "jfk.txt").read_text()) == norm(JFK_SENTENCE)
+
+    data = json.loads((out_dir / "jfk.json").read_text(encoding="utf-8"))
+    assert norm(data["text"]) == norm(JFK_SENTENCE)
+    assert data["language"] == "en"
+    assert data["segments"] and all({"start", "end", "text", "tokens"} <= set(s) for s in data["segments"])
+    assert 0 <= data["segments"][0]["start"] < data["segments"][-1]["end"] <= data["duration"] + 0.5
+    assert data["settings"]["model"] == "tiny.en"
+    assert data["settings"]["language"] == "English" and data["settings"]["beam_size"] == 1
+
+    srt = (out_dir / "jfk.srt").read_text()
+    assert srt.startswith("1\n00:00:0")
+    assert re.search(r"^\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}$", srt, re.M)
+    vtt = (out_dir / "jfk.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n\n")
+    assert re.search(r"^\d\d:\d\d\.\d{3} --> \d\d:\d\d\.\d{3}$", vtt, re.M)
+    tsv = (out_dir / "jfk.tsv").read_text().splitlines()
+    assert tsv[0] == "start\tend\ttext"
+    assert all(re.fullmatch(r"\d+\t\d+\t.+", line) for line in tsv[1:])
+
+
+def test_word_timestamps_json(cli, jfk):
+    code, out, err = cli("transcribe", jfk, "--word-timestamps", "--output-format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    words = [w for s in data["segments"] for w in s["words"]]
+    assert norm(" ".join(w["word"] for w in words)) == norm(JFK_SENTENCE)
+    for w in words:
+        assert {"start", "end", "word", "probability"} <= set(w)
+        assert 0 <= w["start"] <= w["end"] <= 11.1
+        assert 0 <= w["probability"] <= 1
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts)
+    assert words[-1]["end"] > 8  # "country" is said near the end of the 11-s clip
+
+
+def _jfk_as_raw(jfk, path: Path, rate: int, channels: int) -> Path:
+    import av
+
+    layout = {1: "mono", 2: "stereo"}[channels]
+    resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+    chunks = []
+    with av.open(str(jfk)) as c:
+        for frame in c.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    path.write_bytes(np.concatenate(chunks).astype("<i2").tobytes())
+    return path
+
+
+def test_raw_pcm_input(cli, jfk, tmp_path):
+    raw = _jfk_as_raw(jfk, tmp_path / "jfk.raw", 8000, 2)
+    assert abs(raw.stat().st_size - 11 * 8000 * 2 * 2) < 8000 * 4  # about 11 s of 8 kHz stereo
+    code, out, err = cli("transcribe", raw, "--raw", "--sample-rate", 8000, "--channels", 2)
+    assert code == 0, err
+    words = norm(out).split()
+    expected = norm(JFK_SENTENCE).split()
+    assert len(set(words) & set(expected)) >= len(set(expected)) - 1, out  # 8 kHz: allow one slip
+
+
+def _assert_failures_listed(err, *names):
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("whisper-eas: ") and "failed" in line]
+    assert len(header) == 1, err
+    assert f"{len(names)} of 4 files failed (2 transcribed)" in lines[header[0]]
+    listed = lines[header[0] + 1 :]  # the failures come last
+    assert len(listed) == len(names), err
+    for name in names:
+        assert sum(name in line for line in listed) == 1, (name, err)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_batch_with_good_and_bad_files(cli, jfk, bad_files, tmp_path, batch_size):
+    copy = tmp_path / "jfk_copy.flac"
+    shutil.copy(jfk, copy)
+    out_dir = tmp_path / "out"
+    code, out, err = cli("transcribe", jfk, tmp_path / "missing.wav", bad_files / "junk.wav", copy,
+                         "-o", out_dir, "--batch-size", batch_size)
+    assert code == 1
+    _assert_failures_listed(err, "missing.wav", "junk.wav")
+    for stem in ("jfk", "jfk_copy"):
+        for ext in ("txt", "srt", "vtt", "tsv", "json"):
+            assert (out_dir / f"{stem}.{ext}").is_file(), (stem, ext)
+        assert norm((out_dir / f"{stem}.txt").read_text()) == norm(JFK_SENTENCE)
+    assert not list(out_dir.glob("missing*")) and not list(out_dir.glob("junk*"))
+
+
+# -- the real console script ----------------------------------------------------------------
+
+def _console(*args, timeout=180):
+    exe = shutil.which("whisper-eas")
+    cmd = [exe] if exe else [sys.executable, "-m", "whisper_eas.cli"]
+    env = {k: v for k, v in os.environ.items() if k != "WHISPER_EAS_DEBUG"}
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_console_batch_stdout_no_progress_bar_and_failures_listed(jfk, bad_files, tmp_path):
+    """Pipes, not a terminal: the transcript on stdout under a header per file, no tqdm output on
+    stderr, and the failures listed at the end with exit status 1."""
+    copy = tmp_path / "jfk_copy.flac"
+    shutil.copy(jfk, copy)
+    p = _console("transcribe", jfk, tmp_path / "missing.wav", bad_files / "junk.wav", copy)
+    assert p.returncode == 1, p.stderr
+    _assert_failures_listed(p.stderr, "missing.wav", "junk.wav")
+    assert "%|" not in p.stderr and "s audio" not in p.stderr and "\r" not in p.stderr
+    assert len(p.stderr.splitlines()) == 3
+    chunks = re.split(r"^==> (.+) <==$", p.stdout, flags=re.M)
+    assert chunks[0] == ""
+    got = dict(zip(chunks[1::2], chunks[2::2]))
+    assert set(got) == {str(jfk), str(copy)}
+    assert all(norm(text) == norm(JFK_SENTENCE) for text in got.values())
+
+
+def test_console_missing_file(tmp_path):
+    p = _console("transcribe", tmp_path / "missing.wav")
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert p.stderr.splitlines() == [f"whisper-eas: error: {tmp_path / 'missing.wav'}: no such file"]
+
+
+def test_console_unknown_model_fails_fast(jfk):
+    t0 = time.monotonic()
+    p = _console("transcribe", jfk, "--model", "nosuchmodel", timeout=60)
+    assert time.monotonic() - t0 < 60
+    assert p.returncode == 2 and p.stdout == ""
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("whisper-eas: error: unknown model 'nosuchmodel'")
