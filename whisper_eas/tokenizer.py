@@ -67,7 +67,7 @@ class Tokenizer:
         self.no_speech = self.translate + 4
         self.no_timestamps = self.translate + 5
         self.timestamp_begin = self.translate + 6
-        if self.timestamp_begin + 1501 != n_vocab:
+        if not 1 <= self.num_languages <= len(LANGUAGES) or self.timestamp_begin + 1501 != n_vocab:
             raise ValueError(f"tokenizer does not fit a Whisper vocabulary of {n_vocab} tokens")
         self.language_codes: List[str] = list(LANGUAGES)[: self.num_languages]
         if task not in ("transcribe", "translate"):
