@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import add_eval_parser
 
     add_eval_parser(sub, _add_model_flags, _add_eas_flags)
+    from .search import add_search_parser
+
+    add_search_parser(sub, _add_model_flags)
     return parser
 
 
