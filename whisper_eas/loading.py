@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .model import ModelDimensions, Whisper, sinusoids
+from .quantize import apply_compute_type, resolve_compute_type
 from .tokenizer import LANGUAGES, Tokenizer
 
 
@@ -77,10 +78,10 @@ def _bundled(name: str) -> Optional[List[Path]]:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
-               dtype: Optional[torch.dtype] = None) -> LoadedModel:
-    """Load a model by bundled name, path or hub id onto `device` (fp32 on CPU, fp16 on CUDA)."""
-    if dtype is None:
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+               compute_type: str = "default") -> LoadedModel:
+    """Load a model by bundled name, path or hub id onto `device` in `compute_type` (see
+    quantize.py; default: float32 on CPU, float16 on CUDA)."""
+    resolve_compute_type(compute_type, device)  # a bad value fails before the slow load
     dims, state, tok_dir, files, extras = _read_any(name_or_path)
     tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
     try:
@@ -90,7 +91,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
         raise ModelError(f"{name_or_path}: the weights do not fit its dimensions ({reason})") from None
     if extras.get("alignment_heads"):
         model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
-    model = model.to(device=device, dtype=dtype).eval()
+    model = apply_compute_type(model, compute_type, device).eval()
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=str(name_or_path), fingerprint=_fingerprint(files),
         suppress_tokens=tuple(extras.get("suppress_tokens") or (-1,)),

@@ -169,6 +169,17 @@ class AudioEncoder(nn.Module):
         return tokens
 
 
+def decoder_attention(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """Attention for the decoder's few queries. PyTorch's fused CPU kernel is slow for one
+    bfloat16/float16 query (about 4x two plain matmuls), so reduced precision takes the matmuls."""
+    if q.dtype == torch.float32 or q.shape[-2] > 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    weights = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        weights = weights + mask
+    return weights.softmax(dim=-1) @ v
+
+
 class DecoderCache:
     """Per-window decoder state: self-attention K/V preallocated to the text context, and the
     cross-attention K/V of the encoder tokens, computed once."""
@@ -230,12 +241,12 @@ class DecoderBlock(nn.Module):
             mask = None
         else:  # a prompt: causal within the new positions, full view of the cached ones
             mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
-        x = x + self.attn.out(_merge_heads(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)))
+        x = x + self.attn.out(_merge_heads(decoder_attention(q, keys, values, mask)))
 
         q = _split_heads(self.cross_q(self.cross_attn_ln(x)), self.n_head)
         ck, cv = cache.cross_k[layer], cache.cross_v[layer]
         if cross_probs is None:
-            h = F.scaled_dot_product_attention(q, ck, cv, attn_mask=cache.cross_bias)
+            h = decoder_attention(q, ck, cv, cache.cross_bias)
         else:  # word timestamps need the cross-attention weights themselves
             logits = (q @ ck.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
             if cache.cross_bias is not None:
@@ -256,6 +267,7 @@ class TextDecoder(nn.Module):
         self.register_buffer("positional_embedding", torch.zeros(dims.n_text_ctx, d))
         self.blocks = nn.ModuleList(DecoderBlock(d, dims.n_text_head) for _ in range(dims.n_text_layer))
         self.ln = nn.LayerNorm(d)
+        self.output: Optional[nn.Module] = None  # a quantized copy of the tied output projection
 
     def new_cache(self, audio: TokenSet) -> DecoderCache:
         b = audio.x.shape[0]
@@ -280,6 +292,8 @@ class TextDecoder(nn.Module):
         return self.ln(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
+        if self.output is not None:
+            return self.output(hidden)
         return hidden @ self.token_embedding.weight.T
 
 

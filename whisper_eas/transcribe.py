@@ -114,12 +114,12 @@ class WhisperModel:
                  eas: Union[None, str, EASConfig] = None, loaded: Optional[LoadedModel] = None):
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
-        dtype = _dtype(compute_type, device)
-        self.loaded = loaded or load_model(model_size_or_path, device=device, dtype=dtype)
+        self.loaded = loaded or load_model(model_size_or_path, device=device, compute_type=compute_type)
         self.model = self.loaded.model
         self.tokenizer = self.loaded.tokenizer
         self.device = torch.device(device)
         self.dtype = next(self.model.parameters()).dtype
+        self.compute_type = self.model.compute_type
         self.eas = parse_eas(eas) if isinstance(eas, str) else eas
 
     # -- public API ----------------------------------------------------------------------------
@@ -186,16 +186,6 @@ class FileResult:
     segments: List[Segment]
     info: Optional[TranscriptionInfo]
     error: Optional[str] = None
-
-
-def _dtype(compute_type: str, device: str) -> Optional[torch.dtype]:
-    table = {"default": None, "float32": torch.float32, "float16": torch.float16,
-             "bfloat16": torch.bfloat16, "int8": torch.float32}
-    if compute_type not in table:
-        raise ValueError(f"unknown compute type {compute_type!r}: use one of {', '.join(table)}")
-    if compute_type == "float16" and not str(device).startswith("cuda"):
-        raise ValueError("float16 needs a CUDA device; on CPU use float32, bfloat16 or int8")
-    return table[compute_type]
 
 
 class _Job:
