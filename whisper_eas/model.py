@@ -147,14 +147,30 @@ class AudioEncoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(d, dims.n_audio_head) for _ in range(dims.n_audio_layer))
         self.ln_post = nn.LayerNorm(d)
 
-    def embed(self, mel: Tensor) -> Tensor:
-        """(B, n_mels, 2T) log-mel -> (B, T, d) tokens with positions added."""
-        x = F.gelu(self.conv1(mel))
-        x = F.gelu(self.conv2(x)).transpose(1, 2)
-        return x + self.positional_embedding[: x.shape[1]]
+    def embed(self, mel: Tensor, audio_frames: Optional[int] = None) -> Tensor:
+        """(B, n_mels, 2T) log-mel -> (B, T, d) tokens with positions added.
 
-    def forward(self, mel: Tensor, reducer: Optional[TokenReducer] = None) -> TokenSet:
-        x = self.embed(mel)
+        With `audio_frames`, the caller promises that every frame from there on is the same
+        padding column. Then only the audio part goes through the convolutions: the interior
+        padding tokens are one constant vector, and only the last token (which sees the zero
+        padding of the convolution) is computed separately."""
+        n_frames = mel.shape[-1]
+        edge = None if audio_frames is None else min(n_frames, audio_frames + 8) // 2 * 2
+        if edge is None or edge + 16 >= n_frames:
+            x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
+            return x + self.positional_embedding[: x.shape[1]]
+        stem = lambda m: F.gelu(self.conv2(F.gelu(self.conv1(m))))  # noqa: E731
+        head = stem(mel[..., : edge + 2])[..., : edge // 2]  # exact up to token edge/2
+        pad_column = mel[..., -8:-7].expand(-1, -1, 16)
+        interior = stem(pad_column)[..., 4:5]  # a token whose receptive field is all padding
+        last = stem(mel[..., -10:])[..., -1:]  # sees the convolution's zero padding
+        n_tokens = n_frames // 2
+        x = torch.cat([head, interior.expand(-1, -1, n_tokens - edge // 2 - 1), last], dim=-1).transpose(1, 2)
+        return x + self.positional_embedding[:n_tokens]
+
+    def forward(self, mel: Tensor, reducer: Optional[TokenReducer] = None,
+                audio_frames: Optional[int] = None) -> TokenSet:
+        x = self.embed(mel, audio_frames)
         b, t, _ = x.shape
         tokens = TokenSet(x, torch.arange(t, device=x.device).expand(b, t))
         if reducer is not None:

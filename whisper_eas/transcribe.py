@@ -172,11 +172,12 @@ class WhisperModel:
     @torch.inference_mode()
     def encode(self, features: torch.Tensor, audio_frames: Sequence[int], eas: Optional[EASConfig]) -> TokenSet:
         mel = features.to(self.device, self.dtype)
-        reducer = None
-        if eas is not None and not eas.is_dense:
-            audio_tokens = torch.tensor([(n + 1) // 2 for n in audio_frames], device=self.device)
-            reducer = eas.reducer(audio_tokens, self.model.dims.n_audio_layer)
-        return self.model.encoder(mel, reducer)
+        if eas is None or eas.is_dense:
+            return self.model.encoder(mel)
+        audio_tokens = torch.tensor([(n + 1) // 2 for n in audio_frames], device=self.device)
+        reducer = eas.reducer(audio_tokens, self.model.dims.n_audio_layer)
+        # windows are padded with one constant column, which lets the stem skip the padding
+        return self.model.encoder(mel, reducer, audio_frames=max(audio_frames))
 
 
 @dataclass
