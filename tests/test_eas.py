@@ -16,13 +16,19 @@ def _tokens(b=1, t=8, d=4, seed=0):
     return TokenSet(x, torch.arange(t).expand(b, t).clone())
 
 
+def _record(probs):
+    """An AttentionRecord from a full (B, H, T, T) probability matrix."""
+    b, h, t, _ = probs.shape
+    return AttentionRecord(probs.sum(dim=2), torch.diagonal(probs, dim1=-2, dim2=-1),
+                           torch.full((b,), float(t)), torch.zeros(b, h, t, 3))
+
+
 def _attention_receiving(weights):
     """An attention record where every query gives key j the share weights[j]."""
     w = torch.tensor(weights, dtype=torch.float32)
     w = w / w.sum()
     t = len(weights)
-    probs = w.expand(1, 2, t, t).clone()  # 1 item, 2 heads
-    return AttentionRecord(probs, torch.zeros(1, 2, t, 3))
+    return _record(w.expand(1, 2, t, t).clone())  # 1 item, 2 heads
 
 
 def test_attention_score_keeps_most_attended_tokens_in_time_order():
@@ -93,8 +99,9 @@ def test_adaptive_keeps_smallest_set_holding_the_mass_per_item():
     tokens = _tokens(b=2, t=8)
     peaked = [100, 1, 1, 1, 1, 1, 1, 1]
     flat = [1] * 8
-    probs = torch.stack([_attention_receiving(peaked).probs[0], _attention_receiving(flat).probs[0]])
-    att = AttentionRecord(probs, torch.zeros(2, 2, 8, 3))
+    w = torch.tensor([peaked, flat], dtype=torch.float32)
+    w = w / w.sum(dim=1, keepdim=True)
+    att = _record(w[:, None, None, :].expand(2, 2, 8, 8).clone())
     cfg = EASConfig((Stage(0, 0.0),), adaptive=0.9, merge=False, min_keep=1)
     out = EASReducer(cfg, torch.tensor([8, 8]))(0, tokens, att)
     kept_per_item = (out.size > 0).sum(1).tolist()
@@ -218,3 +225,22 @@ def test_word_timestamps_survive_pruning(tiny, jfk):
     assert [w.word for w in dense_words] == [w.word for w in sparse_words]
     for a, b in zip(dense_words, sparse_words):
         assert abs(a.start - b.start) <= 0.2 and abs(a.end - b.end) <= 0.2, (a, b)
+
+
+def test_scoring_attention_equals_plain_attention_and_its_probabilities():
+    from whisper_eas.model import attention_with_record
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 300, 16, generator=g) for _ in range(3))
+    size = torch.ones(2, 300)
+    size[1, 250:] = 0  # the second item is 50 tokens shorter
+    size[0, 10] = 4.0  # a merged token
+    bias = size.log()[:, None, None, :]
+    out, record = attention_with_record(q, k, v, bias, chunk=64)
+    probs = ((q @ k.transpose(-1, -2)) * 16 ** -0.5 + bias).softmax(dim=-1)
+    assert torch.allclose(out[0], (probs @ v)[0], atol=1e-5)
+    assert torch.allclose(out[1, :, :250], (probs @ v)[1, :, :250], atol=1e-5)
+    valid = (size > 0).float()
+    assert torch.allclose(record.received, (probs * valid[:, None, :, None]).sum(dim=2), atol=1e-4)
+    assert torch.allclose(record.diagonal, torch.diagonal(probs, dim1=-2, dim2=-1), atol=1e-6)
+    assert record.n_queries.tolist() == [300.0, 250.0]

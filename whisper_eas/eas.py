@@ -146,25 +146,21 @@ def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
 # Scores: higher = more important. Each returns (B, T); invalid (size-0) tokens are masked later.
 
 def _received(att: AttentionRecord, valid: Tensor) -> Tensor:
-    # mean over heads and over the valid queries of the probability each key receives
-    q_weight = valid.to(att.probs.dtype) / valid.sum(dim=1, keepdim=True)
-    return torch.einsum("bhqk,bq->bk", att.probs, q_weight) / att.probs.shape[1]
+    return att.received.mean(dim=1) / att.n_queries[:, None]
 
 
 def _received_offdiag(att: AttentionRecord, valid: Tensor) -> Tensor:
-    eye = torch.eye(att.probs.shape[-1], dtype=torch.bool, device=att.probs.device)
-    probs = att.probs.masked_fill(eye, 0.0)
-    q_weight = valid.to(probs.dtype) / valid.sum(dim=1, keepdim=True)
-    return torch.einsum("bhqk,bq->bk", probs, q_weight) / probs.shape[1]
+    # without a token's attention to itself, which favours tokens that only look at themselves
+    return (att.received - att.diagonal).mean(dim=1) / att.n_queries[:, None]
 
 
 def _received_max_head(att: AttentionRecord, valid: Tensor) -> Tensor:
-    q_weight = valid.to(att.probs.dtype) / valid.sum(dim=1, keepdim=True)
-    return torch.einsum("bhqk,bq->bhk", att.probs, q_weight).max(dim=1).values
+    # a token one head relies on counts even if the other heads ignore it
+    return att.received.max(dim=1).values / att.n_queries[:, None]
 
 
 def _key_norm(att: AttentionRecord, valid: Tensor) -> Tensor:
-    return att.keys.norm(dim=-1).mean(dim=1)
+    return att.keys.float().norm(dim=-1).mean(dim=1)
 
 
 ATTENTION_SCORES: Dict[str, Callable[[AttentionRecord, Tensor], Tensor]] = {

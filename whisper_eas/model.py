@@ -72,9 +72,12 @@ class TokenSet:
 
 @dataclass
 class AttentionRecord:
-    """What the EAS scoring block keeps of its self-attention."""
+    """What the EAS scoring block keeps of its self-attention: sums over the queries, so the
+    (B, H, k, k) probability matrix never needs to exist at once."""
 
-    probs: Tensor  # (B, H, k, k) softmax probabilities, queries x keys
+    received: Tensor  # (B, H, k) probability each key receives, summed over the valid queries
+    diagonal: Tensor  # (B, H, k) each token's attention to itself
+    n_queries: Tensor  # (B,) valid (non-padding) queries
     keys: Tensor  # (B, H, k, dh)
 
 
@@ -113,13 +116,33 @@ class SelfAttention(nn.Module):
         q, k, v = (_split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
         if not return_probs:
             return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias))), None
-        # The EAS scoring block: the same attention, but with the probabilities kept, so that the
-        # importance score costs no second attention pass.
-        logits = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+        out, record = attention_with_record(q, k, v, key_bias)
+        return self.out(_merge_heads(out)), record
+
+
+def attention_with_record(q: Tensor, k: Tensor, v: Tensor, key_bias: Optional[Tensor],
+                          chunk: int = 128) -> tuple:
+    """The EAS scoring block's attention: the same softmax attention, whose probabilities also
+    give the importance score, so scoring costs no second pass. Queries go in chunks so that
+    memory stays O(chunk x k) per head instead of O(k x k)."""
+    b, h, t, dh = q.shape
+    scale = dh ** -0.5
+    valid = torch.ones(b, t, dtype=q.dtype, device=q.device) if key_bias is None else \
+        torch.isfinite(key_bias[:, 0, 0]).to(q.dtype)
+    received = q.new_zeros(b, h, t, dtype=torch.float32)
+    diagonal = q.new_zeros(b, h, t, dtype=torch.float32)
+    out = torch.empty_like(q)
+    keys_t = k.transpose(-1, -2)
+    for i in range(0, t, chunk):
+        j = min(i + chunk, t)
+        logits = (q[:, :, i:j] @ keys_t) * scale
         if key_bias is not None:
             logits = logits + key_bias
         probs = logits.softmax(dim=-1)
-        return self.out(_merge_heads(probs @ v)), AttentionRecord(probs, k)
+        out[:, :, i:j] = probs @ v
+        received += (probs * valid[:, None, i:j, None]).sum(dim=2, dtype=torch.float32)
+        diagonal[:, :, i:j] = torch.diagonal(probs[..., i:j], dim1=-2, dim2=-1).float()
+    return out, AttentionRecord(received, diagonal, valid.sum(dim=1).float(), k)
 
 
 class EncoderBlock(nn.Module):
