@@ -103,12 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eas_flags(t)
     t.set_defaults(handler=cmd_transcribe)
 
+    from .bench import add_bench_parser
     from .evaluate import add_eval_parser
-
-    add_eval_parser(sub, _add_model_flags, _add_eas_flags)
     from .search import add_search_parser
 
+    add_eval_parser(sub, _add_model_flags, _add_eas_flags)
     add_search_parser(sub, _add_model_flags)
+    add_bench_parser(sub, _add_model_flags)
     return parser
 
 

@@ -1,0 +1,338 @@
+"""`whisper-eas bench`: speed side by side with the dense engine and with peer engines.
+
+Every engine runs in its own subprocess, one after another on the same files, so that peak RSS
+is the engine's own and no engine warms the caches for the next. Each one loads, transcribes one
+file untimed (warm-up), then transcribes every file (audio decoding included) and reports wall
+time, generated tokens, texts and peak RSS. WER is computed here, with the same normalizer.
+
+Engines (`--engines`, comma-separated):
+  ours:COMPUTE[:EAS]   our engine, e.g. ours:float32, ours:int8:auto, ours:float32:-1:0 pad=16
+  faster-whisper:TYPE  faster-whisper with the same CTranslate2 weights (float32, int8, ...)
+  openai-whisper       openai-whisper with the same weights exported to its .pt format
+  transformers         HF transformers WhisperForConditionalGeneration with the same weights
+Peers that are not installed are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
+
+
+@dataclass
+class EngineRun:
+    engine: str
+    seconds: float  # all files, wall time
+    tokens: int  # generated tokens, end-of-text included
+    peak_rss_mb: float
+    texts: List[str]
+    decode_seconds: Optional[float] = None  # our engine reports its decoder time separately
+    encode_seconds: Optional[float] = None
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers (run in a subprocess)
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
+    from .eas import parse_eas
+    from .evaluate import EVAL_OPTIONS
+    from .profiles import find_profile
+    from .transcribe import WhisperModel
+
+    _, compute, *rest = spec.split(":", 2)
+    whisper = WhisperModel(model, compute_type=compute, cpu_threads=threads)
+    eas_text = rest[0] if rest else None
+    note = ""
+    if eas_text == "auto":
+        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, "cpu")
+        eas = profile.eas if profile else None
+        note = f"auto: {eas.describe() if eas else 'no profile, dense'}"
+    else:
+        eas = parse_eas(eas_text)
+    opts = dict(EVAL_OPTIONS, eas=eas)
+    list(whisper.transcribe(files[0], **opts)[0])
+    texts, tokens, dec, enc = [], 0, 0.0, 0.0
+    t0 = time.perf_counter()
+    for f in files:
+        segments, info = whisper.transcribe(f, **opts)
+        texts.append("".join(s.text for s in segments).strip())
+        tokens += info.decoder_steps
+        dec += info.timings.get("decode", 0.0)
+        enc += info.timings.get("encode", 0.0)
+    seconds = time.perf_counter() - t0
+    return dict(seconds=seconds, tokens=tokens, texts=texts, decode_seconds=dec, encode_seconds=enc, note=note)
+
+
+def _faster_whisper(spec: str, model: str, files: List[str], threads: int) -> dict:
+    from faster_whisper import WhisperModel
+
+    compute = spec.split(":", 1)[1] if ":" in spec else "float32"
+    fw = WhisperModel(ct2_directory(model), device="cpu", compute_type=compute, cpu_threads=threads)
+    opts = dict(beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
+                language="en" if fw.model.is_multilingual else None)
+    list(fw.transcribe(files[0], **opts)[0])
+    texts, tokens = [], 0
+    t0 = time.perf_counter()
+    for f in files:
+        segments, _ = fw.transcribe(f, **opts)
+        segments = list(segments)
+        texts.append("".join(s.text for s in segments).strip())
+        tokens += sum(len(s.tokens) + 1 for s in segments)
+    return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
+
+
+def _openai_whisper(spec: str, model: str, files: List[str], threads: int) -> dict:
+    import torch
+    import whisper as openai_whisper  # the openai-whisper package
+
+    from .loading import _read_any
+
+    dims, state, *_ = _read_any(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        torch.save({"dims": dims.__dict__, "model_state_dict": state}, path)
+        ow = openai_whisper.load_model(str(path), device="cpu")
+    opts = dict(beam_size=None, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
+                fp16=False, language="en")
+    ow.transcribe(files[0], **opts)
+    texts, tokens = [], 0
+    t0 = time.perf_counter()
+    for f in files:
+        result = ow.transcribe(f, **opts)
+        texts.append(result["text"].strip())
+        tokens += sum(len(s["tokens"]) + 1 for s in result["segments"])
+    return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
+
+
+def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict:
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor  # noqa: F401
+
+    from .audio import load_audio, log_mel_spectrogram
+    from .loading import _read_any, load_model
+
+    dims, state, *_ = _read_any(model)
+    tokenizer = load_model(model).tokenizer
+    config = WhisperConfig(vocab_size=dims.n_vocab, num_mel_bins=dims.n_mels, encoder_layers=dims.n_audio_layer,
+                           encoder_attention_heads=dims.n_audio_head, decoder_layers=dims.n_text_layer,
+                           decoder_attention_heads=dims.n_text_head, d_model=dims.n_audio_state,
+                           encoder_ffn_dim=4 * dims.n_audio_state, decoder_ffn_dim=4 * dims.n_text_state,
+                           max_source_positions=dims.n_audio_ctx, max_target_positions=dims.n_text_ctx,
+                           decoder_start_token_id=tokenizer.sot, eos_token_id=tokenizer.eot, pad_token_id=tokenizer.eot)
+    hf = WhisperForConditionalGeneration(config).eval()
+    hf.load_state_dict(_openai_to_hf(state), strict=False)
+    prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+
+    def run(f):
+        audio = load_audio(f)
+        mel = log_mel_spectrogram(audio, dims.n_mels)
+        mel = torch.nn.functional.pad(mel, (0, max(0, 3000 - mel.shape[-1])))[:, :3000]
+        with torch.inference_mode():
+            out = hf.generate(mel[None], decoder_input_ids=torch.tensor([prompt]), max_new_tokens=224, do_sample=False)
+        new = out[0, len(prompt):].tolist()
+        return tokenizer.decode(new).strip(), len(new)
+
+    run(files[0])
+    texts, tokens = [], 0
+    t0 = time.perf_counter()
+    for f in files:
+        text, n = run(f)
+        texts.append(text)
+        tokens += n
+    return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
+
+
+def _openai_to_hf(state: Dict) -> Dict:
+    import re
+
+    table = [(r"^encoder\.positional_embedding$", "model.encoder.embed_positions.weight"),
+             (r"^decoder\.positional_embedding$", "model.decoder.embed_positions.weight"),
+             (r"^decoder\.token_embedding\.weight$", "model.decoder.embed_tokens.weight"),
+             (r"^encoder\.ln_post\.", "model.encoder.layer_norm."), (r"^decoder\.ln\.", "model.decoder.layer_norm."),
+             (r"^(encoder|decoder)\.conv", r"model.\1.conv"),
+             (r"^(encoder|decoder)\.blocks\.(\d+)\.", r"model.\1.layers.\2."),
+             (r"\.attn\.query\.", ".self_attn.q_proj."), (r"\.attn\.key\.", ".self_attn.k_proj."),
+             (r"\.attn\.value\.", ".self_attn.v_proj."), (r"\.attn\.out\.", ".self_attn.out_proj."),
+             (r"\.cross_attn\.query\.", ".encoder_attn.q_proj."), (r"\.cross_attn\.key\.", ".encoder_attn.k_proj."),
+             (r"\.cross_attn\.value\.", ".encoder_attn.v_proj."), (r"\.cross_attn\.out\.", ".encoder_attn.out_proj."),
+             (r"\.attn_ln\.", ".self_attn_layer_norm."), (r"\.cross_attn_ln\.", ".encoder_attn_layer_norm."),
+             (r"\.mlp_ln\.", ".final_layer_norm."), (r"\.mlp\.0\.", ".fc1."), (r"\.mlp\.2\.", ".fc2.")]
+    out = {}
+    for name, tensor in state.items():
+        for pattern, repl in table:
+            name = re.sub(pattern, repl, name)
+        out[name] = tensor
+    out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"]
+    return out
+
+
+WORKERS = {"ours": _ours, "faster-whisper": _faster_whisper, "openai-whisper": _openai_whisper,
+           "transformers": _transformers}
+REQUIRES = {"faster-whisper": "faster_whisper", "openai-whisper": "whisper", "transformers": "transformers"}
+
+
+def ct2_directory(model: str) -> str:
+    """A CTranslate2 directory for `model` (bundled base is assembled from its two parts once)."""
+    from .loading import _bundled
+
+    if os.path.isdir(model):
+        return model
+    files = _bundled(model)
+    if files is None:
+        raise ValueError(f"faster-whisper needs a CTranslate2 directory or a bundled model, not {model!r}")
+    tok_dir, *bins = files
+    if len(bins) == 1:
+        return str(tok_dir)
+    out = Path(tempfile.gettempdir()) / f"whisper-eas-ct2-{model}"
+    if not (out / "model.bin").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "model.bin.partial"
+        with open(partial, "wb") as f:
+            for part in bins:
+                f.write(part.read_bytes())
+        partial.rename(out / "model.bin")
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            if (tok_dir / name).exists():
+                (out / name).write_bytes((tok_dir / name).read_bytes())
+    return str(out)
+
+
+def worker_main(argv: List[str]) -> int:
+    """python -m whisper_eas.bench --worker ENGINE MODEL THREADS FILELIST -> JSON on stdout."""
+    engine, model, threads, filelist = argv
+    import torch
+
+    torch.set_num_threads(int(threads))
+    files = Path(filelist).read_text().splitlines()
+    kind = engine.split(":", 1)[0]
+    result = WORKERS[kind](engine, model, files, int(threads))
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+def run_engine(engine: str, model: str, files: List[str], threads: int) -> EngineRun:
+    kind = engine.split(":", 1)[0]
+    if kind not in WORKERS:
+        raise ValueError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
+                         f"openai-whisper or transformers")
+    import importlib.util
+
+    if kind in REQUIRES and importlib.util.find_spec(REQUIRES[kind]) is None:
+        return EngineRun(engine, float("nan"), 0, float("nan"), [], note=f"skipped: {REQUIRES[kind]} not installed")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(files))
+        filelist = f.name
+    try:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+        proc = subprocess.run([sys.executable, "-m", "whisper_eas.bench", "--worker", engine, model, str(threads),
+                               filelist], capture_output=True, text=True, env=env)
+    finally:
+        os.unlink(filelist)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return EngineRun(engine, float("nan"), 0, float("nan"), [], note=f"failed: {last}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return EngineRun(engine, data["seconds"], data["tokens"], data["peak_rss_mb"], data["texts"],
+                     data.get("decode_seconds"), data.get("encode_seconds"), data.get("note", ""))
+
+
+def machine_description(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def render_table(runs: List[EngineRun], references: List[str], n_files: int, baseline: str) -> str:
+    from .metrics import corpus_wer, word_errors
+
+    base = next((r for r in runs if r.engine == baseline and r.texts), None)
+    lines = ["| engine | WER | wall s | ms/file | ms/token (e2e) | decoder ms/token | peak RSS MB | "
+             f"speed vs {baseline} | note |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        if not r.texts:
+            lines.append(f"| {r.engine} | - | - | - | - | - | - | - | {r.note} |")
+            continue
+        wer = corpus_wer([word_errors(ref, hyp) for ref, hyp in zip(references, r.texts)])
+        dec = f"{1000 * r.decode_seconds / max(r.tokens, 1):.2f}" if r.decode_seconds is not None else "-"
+        ratio = f"{base.seconds / r.seconds:.2f}x" if base else "-"
+        lines.append(f"| {r.engine} | {wer:.2%} | {r.seconds:.2f} | {1000 * r.seconds / n_files:.0f} | "
+                     f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {r.peak_rss_mb:.0f} | {ratio} | {r.note} |")
+    return "\n".join(lines)
+
+
+def add_bench_parser(sub, add_model_flags) -> None:
+    p = sub.add_parser("bench", help="speed side by side with the dense engine and peers",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("dataset", metavar="MANIFEST", help="manifest, folder of audio + .txt, or one audio file")
+    p.add_argument("--model", default="tiny.en")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--engines", default=DEFAULT_ENGINES)
+    p.add_argument("--baseline", default="faster-whisper:int8", help="engine the speed ratios are against")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", default=None, help="write all measurements here")
+    p.add_argument("--markdown", default=None, help="write the table here")
+    p.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .manifest import Utterance, load_dataset
+
+    if os.path.isfile(args.dataset) and not args.dataset.endswith((".jsonl", ".tsv", ".json", ".ndjson")):
+        utterances = [Utterance(id=Path(args.dataset).stem, audio=os.path.abspath(args.dataset), text="")]
+    else:
+        utterances = load_dataset(args.dataset, limit=args.limit)
+    if any(u.start is not None or u.end is not None for u in utterances):
+        raise ValueError("bench times whole files: the manifest must not cut utterances with start/end")
+    files = [u.audio for u in utterances]
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    # "ours:float32:-1:0 pad=16" contains commas only inside EAS specs with stages; allow ';' there
+    runs = []
+    for engine in engines:
+        engine = engine.replace(";", ",")
+        print(f"bench: {engine} ...", file=sys.stderr, flush=True)
+        runs.append(run_engine(engine, args.model, files, args.threads))
+    table = render_table(runs, [u.text for u in utterances], len(files), args.baseline)
+    header = (f"{args.model}, {len(files)} files, {sum(1 for _ in files)} x greedy, no timestamps; "
+              f"{machine_description(args.threads)}")
+    print(header)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(f"{header}\n\n{table}\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header, "files": files,
+                                               "runs": [r.__dict__ for r in runs]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        sys.exit(worker_main(sys.argv[2:]))
+    sys.exit("usage: whisper-eas bench ...")
