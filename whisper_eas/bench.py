@@ -60,7 +60,7 @@ def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
     eas_text = rest[0] if rest else None
     note = ""
     if eas_text == "auto":
-        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, "cpu")
+        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, "cpu", whisper.compute_type)
         eas = profile.eas if profile else None
         note = f"auto: {eas.describe() if eas else 'no profile, dense'}"
     else:

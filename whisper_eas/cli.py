@@ -152,7 +152,8 @@ def _one_line(e: Exception) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
-def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bool):
+def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bool,
+                compute_type: Optional[str] = None):
     """The EAS configuration the flags ask for (None: dense)."""
     from .eas import EASConfig, parse_eas
     from .profiles import find_profile, load_profile
@@ -163,7 +164,7 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
     if args.profile:
         config = load_profile(args.profile).eas
     elif args.eas == "auto":
-        profile = find_profile(loaded_name, fingerprint, device)
+        profile = find_profile(loaded_name, fingerprint, device, compute_type)
         if profile is None:
             if not quiet:
                 print(f"whisper-eas: no saved EAS profile for {loaded_name} on {device}; running dense "
@@ -242,7 +243,8 @@ def cmd_transcribe(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
 
     whisper = load_whisper(args)
-    eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet)
+    eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet,
+                      whisper.compute_type)
     if eas is not None:
         eas.check_layers(whisper.model.dims.n_audio_layer)
     options = dict(

@@ -141,7 +141,8 @@ def cmd_eval(args) -> int:
         raise CLIError("--limit must be >= 1")
     utterances = load_dataset(args.dataset, limit=args.limit)
     whisper = load_whisper(args)
-    eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet)
+    eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet,
+                      whisper.compute_type)
     if eas is not None:
         eas.check_layers(whisper.model.dims.n_audio_layer)
     language = args.language

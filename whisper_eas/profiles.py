@@ -82,14 +82,17 @@ def _candidates() -> List[Path]:
     return user + sorted(SHIPPED_DIR.glob("*.json"))
 
 
-def find_profile(model: str, fingerprint: str, device: str) -> Optional[Profile]:
-    """The newest user profile, else a shipped one, for these weights on this device type."""
+def find_profile(model: str, fingerprint: str, device: str, compute_type: Optional[str] = None) -> Optional[Profile]:
+    """The newest user profile, else a shipped one, for these weights on this device type;
+    one searched with the same compute type wins over one searched with another."""
     kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    matches = []
     for path in _candidates():
         try:
             profile = load_profile(path)
         except ValueError:
             continue  # a broken file in the cache must not stop transcription
         if profile.fingerprint == fingerprint and profile.device == kind:
-            return profile
-    return None
+            matches.append(profile)
+    same_type = [p for p in matches if compute_type is None or p.dtype == compute_type]
+    return (same_type or matches or [None])[0]

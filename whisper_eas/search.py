@@ -214,7 +214,7 @@ class ModelInfo:
 
         device = str(whisper.device)
         return cls(name=whisper.loaded.name, fingerprint=whisper.loaded.fingerprint, device=device,
-                   dtype=str(whisper.dtype).replace("torch.", ""), n_layers=whisper.model.dims.n_audio_layer,
+                   dtype=whisper.compute_type, n_layers=whisper.model.dims.n_audio_layer,
                    hardware=hardware_string(device), threads=torch.get_num_threads())
 
 

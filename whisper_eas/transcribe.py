@@ -8,6 +8,7 @@ lock-step so that their windows share encoder and decoder batches.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -120,7 +121,19 @@ class WhisperModel:
         self.device = torch.device(device)
         self.dtype = next(self.model.parameters()).dtype
         self.compute_type = self.model.compute_type
-        self.eas = parse_eas(eas) if isinstance(eas, str) else eas
+        self.eas = self._resolve_eas(eas, device)
+
+    def _resolve_eas(self, eas, device) -> Optional[EASConfig]:
+        """'auto': the saved search profile for these weights on this device (dense if none)."""
+        if isinstance(eas, str) and eas.strip().lower() == "auto":
+            from .profiles import find_profile
+
+            profile = find_profile(self.loaded.name, self.loaded.fingerprint, device, self.compute_type)
+            if profile is None:
+                logging.getLogger("whisper_eas").info("no EAS profile for %s on %s: dense", self.loaded.name, device)
+                return None
+            return profile.eas
+        return parse_eas(eas) if isinstance(eas, str) else eas
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -162,8 +175,7 @@ class WhisperModel:
     # -- internals -----------------------------------------------------------------------------
 
     def _options(self, kwargs) -> TranscribeOptions:
-        if "eas" not in kwargs:
-            kwargs["eas"] = self.eas
+        kwargs["eas"] = self._resolve_eas(kwargs["eas"], self.device) if "eas" in kwargs else self.eas
         try:
             return TranscribeOptions(**kwargs)
         except TypeError as e:
