@@ -56,11 +56,19 @@ def pareto_plot(outcome, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10.5, 6), dpi=DPI)
     layers = sorted({r.layer_sparsity[0] for r in rows if r.layer_sparsity})
     colour = _layer_colours(layers)
+    ceiling = _wer_ceiling(outcome)
+    above = [r for r in rows if not r.is_dense and 100 * r.wer > ceiling]
     for r in rows:
         if not r.is_dense:
             layer = r.layer_sparsity[0] if r.layer_sparsity else None
-            ax.scatter(r.speedup, 100 * r.wer, s=30, marker=FAMILY_MARKERS.get(r.family, "o"),
+            clipped = 100 * r.wer > ceiling  # drawn on the top edge so the useful range stays readable
+            ax.scatter(r.speedup, min(100 * r.wer, ceiling), s=30 if not clipped else 45,
+                       marker="^" if clipped else FAMILY_MARKERS.get(r.family, "o"),
                        color=colour.get(layer, "0.5"), alpha=0.85, zorder=3)
+    if above:
+        ax.text(0.01, 0.98, f"▲ {len(above)} configurations above {ceiling:.0f}% WER (up to "
+                f"{100 * max(r.wer for r in above):.0f}%), drawn at the edge", transform=ax.transAxes,
+                fontsize=8, va="top", color="0.3")
     front = outcome.front
     ax.plot([r.speedup for r in front], [100 * r.wer for r in front], "-", color="0.2", lw=1.5, zorder=2)
     ax.scatter([1.0], [100 * base.wer], marker="*", s=240, color="black", zorder=4)
@@ -114,9 +122,17 @@ def _pareto_legend(ax, rows, layers, colour, pick) -> None:
               framealpha=0.95)
 
 
+def _wer_ceiling(outcome) -> float:
+    """The top of the WER axis: configurations that hallucinate (WER in the hundreds) would
+    squash the region that matters, near dense and the budget, into one line."""
+    base, allowed = 100 * outcome.baseline.wer, 100 * outcome.pick.allowed
+    return max(base + 6 * allowed, 2 * base, base + 1.0)
+
+
 def _limits(ax, outcome) -> None:
     """Room around the points (WER 0 must not sit on the frame), dense and the budget line in view."""
-    wers = [100 * r.wer for r in outcome.rows] + [100 * (outcome.baseline.wer + outcome.pick.allowed)]
+    wers = [min(100 * r.wer, _wer_ceiling(outcome)) for r in outcome.rows]
+    wers += [100 * (outcome.baseline.wer + outcome.pick.allowed)]
     speeds = [r.speedup for r in outcome.rows] + [1.0]
     lo, hi = min(wers), max(wers)
     pad = 0.08 * max(hi - lo, 0.5)
@@ -177,15 +193,17 @@ def heatmap_plot(outcome, grid: Grid, what: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(7.5, 3.0 + 0.8 * len(sparsities)), max(4.5, 2.4 + 0.42 * len(layers))),
                            dpi=DPI)
     if what == "wer":
-        span = max(float(np.nanmax(np.abs(values))), 100 * outcome.pick.allowed, 0.1)
-        im = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span), aspect="auto")
+        # saturate at 3x the budget: what matters is inside/outside the budget, not 50 vs 60 pp
+        span = max(min(float(np.nanmax(np.abs(values))), 300 * outcome.pick.allowed), 100 * outcome.pick.allowed, 0.1)
+        im = ax.imshow(np.clip(values, -span, span), cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span),
+                       aspect="auto")
         label, fmt, title = "WER change vs dense (percentage points)", "{:+.1f}", "WER change vs dense"
     else:
         # symmetric in log space around 1x: 2x faster and 2x slower are equally strong colours
         span = max(float(np.nanmax(np.abs(np.log(values)))), np.log(1.05))
         im = ax.imshow(values, cmap="PuOr", norm=LogNorm(np.exp(-span), np.exp(span)), aspect="auto")
         label, fmt, title = "end-to-end speedup vs dense (×)", "{:.2f}×", "End-to-end speedup vs dense"
-    cbar = fig.colorbar(im, ax=ax)
+    cbar = fig.colorbar(im, ax=ax, extend="both" if what == "wer" else "neither")
     if what != "wer":  # plain numbers, not 10^x, on the log scale
         ticks = np.exp(np.linspace(np.log(im.norm.vmin), np.log(im.norm.vmax), 7))
         cbar.set_ticks([round(float(t), 2) for t in ticks])

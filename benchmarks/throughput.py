@@ -1,0 +1,66 @@
+"""Throughput mode: files per second with `--batch-size N` against batch size 1.
+
+Windows of several files share the encoder and decoder batches; finished items leave the decoder
+batch. For each configuration and batch size this prints files/s, the ratio to batch size 1, and
+the share of transcripts identical to the batch-1 ones (batching changes float summation order,
+which can flip a rare near-tie).
+
+    python benchmarks/throughput.py data/corpus/dev-short.jsonl --batch-sizes 1,4,8,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas.manifest import load_dataset  # noqa: E402
+from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
+from whisper_eas.transcribe import WhisperModel  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("manifest")
+    ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-sizes", default="1,4,8,16")
+    ap.add_argument("--configs", nargs="+", default=["float32:off", "float32:auto", "int8:auto"],
+                    help="COMPUTE:EAS pairs")
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    utts = load_dataset(args.manifest, limit=args.limit)
+    files = [u.audio for u in utts]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print(f"# throughput: {args.model}, {len(files)} files from {args.manifest}, {args.threads} threads")
+    print("| compute | EAS | batch | seconds | files/s | vs batch 1 | WER | identical to batch 1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for config in args.configs:
+        compute, eas = config.split(":", 1)
+        whisper = WhisperModel(args.model, compute_type=compute, eas=eas)
+        list(whisper.transcribe_batch(files[:4], batch_size=4, **EVAL_OPTIONS))  # warm-up
+        base_rate, base_texts = None, None
+        for b in sizes:
+            t0 = time.perf_counter()
+            results = sorted(whisper.transcribe_batch(files, batch_size=b, **EVAL_OPTIONS), key=lambda r: r.index)
+            seconds = time.perf_counter() - t0
+            texts = ["".join(s.text for s in r.segments).strip() for r in results]
+            rate = len(files) / seconds
+            if base_rate is None:
+                base_rate, base_texts = rate, texts
+            same = sum(a == b for a, b in zip(texts, base_texts)) / len(texts)
+            wer = corpus_wer([word_errors(u.text, t) for u, t in zip(utts, texts)])
+            label = whisper.eas.describe() if whisper.eas else "dense"
+            print(f"| {compute} | {label} | {b} | {seconds:.2f} | {rate:.2f} | {rate / base_rate:.2f}x | "
+                  f"{wer:.2%} | {same:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
