@@ -123,7 +123,7 @@ def test_default_grid_is_dense_plus_every_layer_times_nine_sparsities():
     grid = build_grid(GridSpec(), n_layers=4)
     assert len(grid) == 1 + 4 * 9
     assert grid[0].key == DENSE and grid[0].eas is None
-    assert grid[1].key == "0:0.1 score=attention merge" and grid[-1].key == "3:0.9 score=attention merge"
+    assert grid[1].key == "0:0.1" and grid[-1].key == "3:0.9"
     assert [c.order for c in grid] == list(range(len(grid)))
 
 
@@ -131,12 +131,12 @@ def test_grid_variants_adaptive_padding_reduce_scores_and_extras():
     spec = GridSpec(layers=(1,), sparsities=(0.5,), scores=("attention", "keynorm"), reduce="both",
                     adaptive=(0.9,), pad=(16,), extra=("1:0.3,2:0.5", "1:0.5", "dense"))
     keys = [c.key for c in build_grid(spec, n_layers=4)]
-    assert keys[:5] == [DENSE, "1:0.5 score=attention merge", "1:0 score=attention merge adaptive=0.9",
-                        "1:0.5 score=attention drop", "1:0 score=attention drop adaptive=0.9"]
-    assert "1:0.5 score=keynorm merge" in keys and "1:0 score=keynorm drop adaptive=0.9" in keys
-    assert "-1:0 score=attention merge pad=16" in keys
-    assert "1:0.5 score=keynorm drop pad=16" in keys and "1:0 score=attention merge adaptive=0.9 pad=16" in keys
-    assert keys[-1] == "1:0.3,2:0.5 score=attention merge"  # '1:0.5' and 'dense' were already there
+    assert keys[:5] == [DENSE, "1:0.5", "1:0 adaptive=0.9",
+                        "1:0.5 drop", "1:0 drop adaptive=0.9"]
+    assert "1:0.5 score=keynorm" in keys and "1:0 score=keynorm drop adaptive=0.9" in keys
+    assert "-1:0 pad=16" in keys
+    assert "1:0.5 score=keynorm drop pad=16" in keys and "1:0 adaptive=0.9 pad=16" in keys
+    assert keys[-1] == "1:0.3,2:0.5"  # '1:0.5' and 'dense' were already there
     assert len(keys) == len(set(keys)) == 1 + 8 + 1 + 8 + 1
 
 
@@ -235,7 +235,7 @@ def test_a_line_torn_by_a_kill_is_dropped_and_measured_again(tmp_path):
     path.write_text(text[: len(text) - 40])  # the second config's line is cut mid-write
     again = FakeEvaluator()
     _run(tmp_path, again, candidates)
-    assert again.passes == ["0:0.5 score=attention merge", DENSE]
+    assert again.passes == ["0:0.5", DENSE]
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
@@ -309,7 +309,7 @@ def test_search_with_tiny_en_on_jfk(tiny, jfk, tmp_path, monkeypatch):
     candidates = build_grid(GridSpec(layers=(1,), sparsities=(0.5,)), model.n_layers)
     outcome = run_search(tiny, model, utts, candidates, tmp_path / "out", Settings(dataset="jfk.jsonl"),
                          log=lambda s: None)
-    assert [r.key for r in outcome.rows] == [DENSE, "1:0.5 score=attention merge"]
+    assert [r.key for r in outcome.rows] == [DENSE, "1:0.5"]
     dense, eas = outcome.rows
     assert dense.wer == 0.0 and dense.tokens_kept == 1500 and eas.tokens_kept == 750
     assert eas.wer <= 0.05 and eas.speedup > 0

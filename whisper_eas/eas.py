@@ -90,16 +90,23 @@ class EASConfig:
                 raise ValueError(f"EAS layer {s.layer} is out of range: this encoder has blocks 0..{n_layers - 1}")
 
     def describe(self) -> str:
-        """The canonical string form, e.g. '1:0.5 score=attention merge'."""
+        """The canonical string form, in the syntax parse_eas reads: defaults are left out, and so
+        are the score and reduction when no stage prunes (then they do nothing).
+        E.g. '1:0.5', '0:0.5 score=keynorm drop', '-1:0 pad=32'."""
         parts = [",".join(f"{s.layer}:{s.sparsity:g}" for s in self.stages)]
-        parts.append(f"score={self.score}")
-        parts.append("merge" if self.merge else "drop")
+        if any(self._prunes(s) for s in self.stages):
+            if self.score != "attention":
+                parts.append(f"score={self.score}")
+            if not self.merge:
+                parts.append("drop")
         if self.adaptive is not None:
             parts.append(f"adaptive={self.adaptive:g}")
         if self.pad_stride is not None:
             parts.append(f"pad={self.pad_stride}")
-        if self.min_keep != 8:
+        if self.min_keep != 8 and self.adaptive is not None:
             parts.append(f"min_keep={self.min_keep}")
+        if self.seed != 0 and self.score == "random":
+            parts.append(f"seed={self.seed}")
         return " ".join(parts)
 
     def reducer(self, audio_tokens: Tensor, n_layers: int) -> "EASReducer":

@@ -165,7 +165,10 @@ class Measurement:
 
     @classmethod
     def from_json(cls, row: dict) -> "Measurement":
-        return cls(key=row["key"], eas=row["eas"], family=row["family"], ids=tuple(row["ids"]),
+        def canonical(text):  # caches written before a change of EASConfig.describe() stay usable
+            return text if text in (DENSE, DENSE_END) or not text else parse_eas(text).describe()
+
+        return cls(key=canonical(row["key"]), eas=canonical(row["eas"]), family=row["family"], ids=tuple(row["ids"]),
                    counts=tuple(ErrorCounts(*c) for c in row["counts"]), hypotheses=tuple(row["hypotheses"]),
                    seconds_runs=tuple(row["seconds_runs"]), encode_runs=tuple(row["encode_runs"]),
                    audio_seconds=row["audio_seconds"], decoder_steps=row["decoder_steps"],
