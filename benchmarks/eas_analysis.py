@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    whisper = WhisperModel(args.model)
+    whisper = WhisperModel(args.model, eas=None)  # each configuration is passed explicitly
     utterances = load_dataset(args.manifest, limit=args.limit)
     print(f"| config | WER | speech tokens kept | padding tokens kept | tokens seen by the decoder | "
           f"padding share of attention size | broken utterances |")

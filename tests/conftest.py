@@ -19,7 +19,7 @@ torch.set_num_threads(2)
 def tiny():
     from whisper_eas.transcribe import WhisperModel
 
-    return WhisperModel("tiny.en")
+    return WhisperModel("tiny.en", eas=None)  # dense unless a test asks for EAS
 
 
 @pytest.fixture(scope="session")

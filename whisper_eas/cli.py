@@ -51,7 +51,8 @@ def _add_eas_flags(p) -> None:
     g = p.add_argument_group("early attentive sparsification (EAS)")
     _flag(g, "--eas", default=None, metavar="L:S|auto|off",
           help="prune encoder tokens after block L with sparsity S, e.g. 1:0.5 or 1:0.3,2:0.5; "
-               "'auto' uses the saved search profile for this model and device")
+               "'auto' (the default) uses the saved search profile for this model, device and compute "
+               "type (dense if there is none); 'off' runs dense")
     _flag(g, "--eas-score", default=None, help="token importance: attention (default), attention-offdiag, "
           "attention-maxhead, keynorm, random, stride, truncate")
     _flag(g, "--eas-adaptive", type=float, default=None, metavar="P",
@@ -154,39 +155,40 @@ def _one_line(e: Exception) -> str:
 
 def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bool,
                 compute_type: Optional[str] = None):
-    """The EAS configuration the flags ask for (None: dense)."""
-    from .eas import EASConfig, parse_eas
+    """The EAS configuration the flags ask for (None: dense). Without --eas or --profile the
+    saved profile for this model and device is used ('auto'), silently; dense if there is none."""
+    from dataclasses import replace
+
+    from .eas import parse_eas
     from .profiles import find_profile, load_profile
 
-    if args.profile and args.eas not in (None, "auto"):
+    extras = {k: v for k, v in dict(score=args.eas_score, adaptive=args.eas_adaptive, pad_stride=args.eas_pad,
+                                    merge=None if args.eas_reduce is None else args.eas_reduce == "merge").items()
+              if v is not None}
+    if args.profile and args.eas is not None:
         raise CLIError("give either --eas or --profile, not both")
-    config = None
+    if extras and args.eas is None and not args.profile:
+        raise CLIError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S (or a profile)")
     if args.profile:
         config = load_profile(args.profile).eas
-    elif args.eas == "auto":
+    elif args.eas is None or args.eas == "auto":
         profile = find_profile(loaded_name, fingerprint, device, compute_type)
+        explicit = args.eas == "auto"
         if profile is None:
-            if not quiet:
+            if explicit and not quiet:
                 print(f"whisper-eas: no saved EAS profile for {loaded_name} on {device}; running dense "
                       f"(make one with `whisper-eas search`)", file=sys.stderr)
             return None
         config = profile.eas
-        if not quiet:
+        if explicit and not quiet:
             print(f"whisper-eas: EAS profile {profile.path}: {config.describe()}", file=sys.stderr)
-    elif args.eas is not None:
+    else:
         config = parse_eas(args.eas)
-    extras = {k: v for k, v in dict(score=args.eas_score, adaptive=args.eas_adaptive, pad_stride=args.eas_pad,
-                                    merge=None if args.eas_reduce is None else args.eas_reduce == "merge").items()
-              if v is not None}
-    if extras and config is None:
-        if args.eas in ("off", "none", "dense"):
-            return None
-        raise CLIError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S (or a profile)")
-    if extras:
-        from dataclasses import replace
-
-        config = replace(config, **extras)
-    return config
+    if config is None:
+        if extras:
+            raise CLIError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
+        return None
+    return replace(config, **extras) if extras else config
 
 
 def _temperatures(args) -> tuple:

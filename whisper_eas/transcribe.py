@@ -108,11 +108,15 @@ class TranscriptionInfo:
 
 class WhisperModel:
     """`WhisperModel("tiny.en").transcribe("talk.mp3")` -> (segments generator, info), as in
-    faster-whisper."""
+    faster-whisper.
+
+    `eas`: "auto" (default) runs the saved search profile for these weights, device and compute
+    type, or dense when there is none; None or "off" runs dense; "1:0.5", "-1:0 pad=32" or an
+    EASConfig runs that configuration. `transcribe(..., eas=...)` overrides it per call."""
 
     def __init__(self, model_size_or_path: str = DEFAULT_MODEL, device: str = "cpu",
                  compute_type: str = "default", cpu_threads: int = 0,
-                 eas: Union[None, str, EASConfig] = None, loaded: Optional[LoadedModel] = None):
+                 eas: Union[None, str, EASConfig] = "auto", loaded: Optional[LoadedModel] = None):
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
         self.loaded = loaded or load_model(model_size_or_path, device=device, compute_type=compute_type)
