@@ -39,6 +39,7 @@ class EngineRun:
     texts: List[str]
     decode_seconds: Optional[float] = None  # our engine reports its decoder time separately
     encode_seconds: Optional[float] = None
+    windows: Optional[int] = None
     note: str = ""
 
 
@@ -67,7 +68,7 @@ def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
         eas = parse_eas(eas_text)
     opts = dict(EVAL_OPTIONS, eas=eas)
     list(whisper.transcribe(files[0], **opts)[0])
-    texts, tokens, dec, enc = [], 0, 0.0, 0.0
+    texts, tokens, dec, enc, windows = [], 0, 0.0, 0.0, 0
     t0 = time.perf_counter()
     for f in files:
         segments, info = whisper.transcribe(f, **opts)
@@ -75,8 +76,10 @@ def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
         tokens += info.decoder_steps
         dec += info.timings.get("decode", 0.0)
         enc += info.timings.get("encode", 0.0)
+        windows += info.windows
     seconds = time.perf_counter() - t0
-    return dict(seconds=seconds, tokens=tokens, texts=texts, decode_seconds=dec, encode_seconds=enc, note=note)
+    return dict(seconds=seconds, tokens=tokens, texts=texts, decode_seconds=dec, encode_seconds=enc,
+                windows=windows, note=note)
 
 
 def _faster_whisper(spec: str, model: str, files: List[str], threads: int) -> dict:
@@ -253,7 +256,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int) -> Engin
         return EngineRun(engine, float("nan"), 0, float("nan"), [], note=f"failed: {last}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     return EngineRun(engine, data["seconds"], data["tokens"], data["peak_rss_mb"], data["texts"],
-                     data.get("decode_seconds"), data.get("encode_seconds"), data.get("note", ""))
+                     data.get("decode_seconds"), data.get("encode_seconds"), data.get("windows"), data.get("note", ""))
 
 
 def machine_description(threads: int) -> str:
@@ -274,17 +277,19 @@ def render_table(runs: List[EngineRun], references: List[str], n_files: int, bas
     from .metrics import corpus_wer, word_errors
 
     base = next((r for r in runs if r.engine == baseline and r.texts), None)
-    lines = ["| engine | WER | wall s | ms/file | ms/token (e2e) | decoder ms/token | peak RSS MB | "
-             f"speed vs {baseline} | note |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | WER | wall s | ms/file | ms/token (e2e) | decoder ms/token | encoder ms/window | "
+             f"peak RSS MB | speed vs {baseline} | note |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if not r.texts:
-            lines.append(f"| {r.engine} | - | - | - | - | - | - | - | {r.note} |")
+            lines.append(f"| {r.engine} | - | - | - | - | - | - | - | - | {r.note} |")
             continue
         wer = corpus_wer([word_errors(ref, hyp) for ref, hyp in zip(references, r.texts)])
         dec = f"{1000 * r.decode_seconds / max(r.tokens, 1):.2f}" if r.decode_seconds is not None else "-"
+        enc = f"{1000 * r.encode_seconds / max(r.windows, 1):.0f}" if r.encode_seconds is not None else "-"
         ratio = f"{base.seconds / r.seconds:.2f}x" if base else "-"
         lines.append(f"| {r.engine} | {wer:.2%} | {r.seconds:.2f} | {1000 * r.seconds / n_files:.0f} | "
-                     f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {r.peak_rss_mb:.0f} | {ratio} | {r.note} |")
+                     f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {enc} | {r.peak_rss_mb:.0f} | {ratio} | "
+                     f"{r.note} |")
     return "\n".join(lines)
 
 
@@ -320,8 +325,7 @@ def cmd_bench(args) -> int:
         print(f"bench: {engine} ...", file=sys.stderr, flush=True)
         runs.append(run_engine(engine, args.model, files, args.threads))
     table = render_table(runs, [u.text for u in utterances], len(files), args.baseline)
-    header = (f"{args.model}, {len(files)} files, {sum(1 for _ in files)} x greedy, no timestamps; "
-              f"{machine_description(args.threads)}")
+    header = f"{args.model}, {len(files)} files, greedy, no timestamps; {machine_description(args.threads)}"
     print(header)
     print(table)
     if args.markdown:
