@@ -57,8 +57,8 @@ def main():
     torch.set_num_threads(2)
     whisper = WhisperModel(args.model, eas=None)  # each configuration is passed explicitly
     utterances = load_dataset(args.manifest, limit=args.limit)
-    print(f"| config | WER | speech tokens kept | padding tokens kept | tokens seen by the decoder | "
-          f"padding share of attention size | broken utterances |")
+    print("| config | WER | speech tokens kept | padding tokens kept | tokens seen by the decoder | "
+          "padding share of attention size | broken utterances |")
     print("|---|---|---|---|---|---|---|")
     broken_examples = []
     for spec in ["dense"] + args.configs:

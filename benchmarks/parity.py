@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -25,32 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
-from whisper_eas.loading import _bundled  # noqa: E402
+from whisper_eas.bench import ct2_directory  # noqa: E402
 from whisper_eas.manifest import load_dataset  # noqa: E402
 from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
-
-
-def ct2_dir(model: str, scratch: Path) -> str:
-    """The CTranslate2 directory faster-whisper needs for a bundled model (base is assembled from
-    its two parts once)."""
-    if os.path.isdir(model):
-        return model
-    files = _bundled(model)
-    if files is None:
-        sys.exit(f"parity: model {model!r} is not installed")
-    tok_dir, *bins = files
-    if len(bins) == 1:
-        return str(tok_dir)
-    out = scratch / f"ct2-{model}"
-    if not (out / "model.bin").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "model.bin", "wb") as f:
-            for part in bins:
-                f.write(part.read_bytes())
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            if (tok_dir / name).exists():
-                (out / name).write_bytes((tok_dir / name).read_bytes())
-    return str(out)
 
 
 def run_ours(model, utterances, threads, padding):
@@ -88,14 +64,13 @@ def main():
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-int8", action="store_true", help="skip the faster-whisper int8 run")
     ap.add_argument("--json", default=None, help="write the per-utterance comparison here")
-    ap.add_argument("--scratch", default="data/scratch")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     utts = load_dataset(args.manifest, limit=args.limit)
-    path = ct2_dir(args.model, Path(args.scratch))
+    path = ct2_directory(args.model)
     ours, t_ours = run_ours(args.model, utts, args.threads, "zeros")
     ours_silence, t_silence = run_ours(args.model, utts, args.threads, "silence")
     fw32, t_fw32 = run_faster_whisper(path, utts, args.threads, "float32")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from whisper_eas.audio import AudioWindows
-from whisper_eas.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding, select_tokens
+from whisper_eas.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding
 from whisper_eas.model import AttentionRecord, TokenSet
 
 
@@ -149,7 +149,7 @@ def test_zero_sparsity_is_bit_for_bit_dense(tiny, jfk):
 
 def test_later_blocks_and_cross_attention_run_on_kept_tokens_only(tiny, jfk_window):
     feats, n = jfk_window
-    seen, calls = [], []
+    seen = []
     hooks = [blk.register_forward_hook(lambda m, args, kw, out, i=i: seen.append((i, args[0].shape[1], kw.get("return_probs", args[2] if len(args) > 2 else False)))
                                        , with_kwargs=True)
              for i, blk in enumerate(tiny.model.encoder.blocks)]

@@ -1,3 +1,8 @@
 """whisper-eas: fast offline Whisper transcription with early attentive sparsification."""
 
 __version__ = "0.1.0"
+
+from .eas import EASConfig, Stage, parse_eas  # noqa: E402
+from .transcribe import FileResult, Segment, TranscriptionInfo, WhisperModel, Word  # noqa: E402
+
+__all__ = ["WhisperModel", "Segment", "Word", "TranscriptionInfo", "FileResult", "EASConfig", "Stage", "parse_eas"]

@@ -125,7 +125,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int) -> di
 
 def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict:
     import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor  # noqa: F401
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     from .audio import load_audio, log_mel_spectrogram
     from .loading import _read_any, load_model

@@ -4,11 +4,10 @@ decoder, with Whisper's logit rules applied as vectorised tensor ops."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .model import DecoderCache, TokenSet, Whisper

@@ -26,8 +26,8 @@ numbers of tokens; the shorter ones are padded with size-0 tokens, which log(0) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor

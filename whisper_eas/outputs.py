@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import Callable, Dict, Optional, TextIO
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 

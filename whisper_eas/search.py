@@ -832,7 +832,7 @@ def report(outcome: Outcome, written: Sequence[Path], top: int = 10) -> str:
     table = markdown_table(outcome)
     body = table[2:]
     pick_line = next(i for i, row in enumerate(sorted(outcome.rows, key=rank_key)) if row.key == outcome.pick.row.key)
-    shown = body[:top] + ([f"| ... |", body[pick_line]] if pick_line >= top else [])
+    shown = body[:top] + (["| ... |", body[pick_line]] if pick_line >= top else [])
     more = len(body) - min(top, len(body))
     lines = table[:2] + shown + ([f"({more} more rows in table.md)"] if more > 0 else []) + [""]
     if outcome.baseline.warning:
