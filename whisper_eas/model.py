@@ -58,6 +58,21 @@ class TokenSet:
         size = None if self.size is None else self.size.index_select(0, index)
         return TokenSet(self.x.index_select(0, index), self.kept_index.index_select(0, index), size)
 
+    @staticmethod
+    def concat(sets: List["TokenSet"]) -> "TokenSet":
+        """Stack the rows of several sets; shorter ones are padded with size-0 (masked) tokens."""
+        if all(t.size is None for t in sets) and len({t.x.shape[1] for t in sets}) == 1:
+            return TokenSet(torch.cat([t.x for t in sets]), torch.cat([t.kept_index for t in sets]))
+        k = max(t.x.shape[1] for t in sets)
+        xs, idxs, sizes = [], [], []
+        for t in sets:
+            pad = k - t.x.shape[1]
+            size = t.size if t.size is not None else torch.ones(t.kept_index.shape, dtype=t.x.dtype, device=t.x.device)
+            xs.append(F.pad(t.x, (0, 0, 0, pad)))
+            idxs.append(F.pad(t.kept_index, (0, pad), value=-1))
+            sizes.append(F.pad(size, (0, pad)))
+        return TokenSet(torch.cat(xs), torch.cat(idxs), torch.cat(sizes))
+
     def repeat(self, n: int) -> "TokenSet":
         """Each row n times in a row (for beams and samples)."""
         return self.select(torch.arange(self.x.shape[0], device=self.x.device).repeat_interleave(n))

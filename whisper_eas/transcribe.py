@@ -223,6 +223,7 @@ class _Job:
         self.all_tokens: List[int] = []
         self.prompt_reset_since = 0
         self.last_speech_end = 0.0
+        self.first_window: Optional[TokenSet] = None  # encoded for language detection, reused once
 
 
 class _Runner:
@@ -244,14 +245,15 @@ class _Runner:
             first = job.windows.available_frames(0)  # decodes the first window's samples
             if job.windows.n_samples is not None:
                 duration = job.windows.n_samples / SAMPLE_RATE
-            if job.windows.n_samples is not None and job.windows.n_samples == 0 or first == 0:
+            if first == 0:
                 raise AudioError(f"{_name(job.source)}: too short to transcribe (under 10 ms of audio)")
             opts = job.options
-            tokenizer = o.tokenizer.with_language(opts.language, opts.task) if opts.language else o.tokenizer.with_language(None, opts.task)
+            tokenizer = o.tokenizer.with_language(opts.language, opts.task)
             language, lang_prob, all_probs = opts.language or "en", 1.0, None
             if opts.language is None and tokenizer.multilingual:
                 features, n = job.windows.window(0)
                 audio = o.encode(features[None], [n], opts.eas)
+                job.first_window = audio
                 probs = detect_language(o.model, audio, tokenizer)[0]
                 all_probs = sorted(probs.items(), key=lambda kv: -kv[1])
                 language, lang_prob = all_probs[0]
@@ -321,7 +323,7 @@ class _Runner:
             return
         eas = batch[0].options.eas
         t0 = time.perf_counter()
-        audio = o.encode(torch.stack(feats), frames, eas)
+        audio = self._encode(batch, feats, frames, eas)
         t1 = time.perf_counter()
         results, steps = self._decode_with_fallback(batch, audio)
         t2 = time.perf_counter()
@@ -333,6 +335,21 @@ class _Runner:
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
                                         else int(audio.x.shape[1]))
             self._consume(job, result, n, audio, i)
+
+    def _encode(self, batch: List[_Job], feats, frames, eas) -> TokenSet:
+        """Encode the batch's windows, reusing a first window already encoded for language
+        detection."""
+        cached = [job.first_window if job.seek == 0 else None for job in batch]
+        for job in batch:
+            job.first_window = None
+        todo = [i for i, c in enumerate(cached) if c is None]
+        if len(todo) == len(batch):
+            return self.owner.encode(torch.stack(feats), frames, eas)
+        if todo:
+            fresh = self.owner.encode(torch.stack([feats[i] for i in todo]), [frames[i] for i in todo], eas)
+            for j, i in enumerate(todo):
+                cached[i] = fresh.select(torch.tensor([j], device=fresh.x.device))
+        return TokenSet.concat(cached)
 
     def _decoder(self, options: DecodingOptions, tokenizer: Tokenizer) -> Decoder:
         key = (options, tokenizer.language, tokenizer.task)
