@@ -324,9 +324,9 @@ class _Runner:
         eas = batch[0].options.eas
         t0 = time.perf_counter()
         audio = self._encode(batch, feats, frames, eas)
-        t1 = time.perf_counter()
+        t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
-        t2 = time.perf_counter()
+        t2 = self._clock()
         for i, (job, result, n) in enumerate(zip(batch, results, frames)):
             job.info.decoder_steps += steps[i]
             job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
@@ -335,6 +335,11 @@ class _Runner:
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
                                         else int(audio.x.shape[1]))
             self._consume(job, result, n, audio, i)
+
+    def _clock(self) -> float:
+        if self.owner.device.type == "cuda":  # kernels run asynchronously: wait for them
+            torch.cuda.synchronize(self.owner.device)
+        return time.perf_counter()
 
     def _encode(self, batch: List[_Job], feats, frames, eas) -> TokenSet:
         """Encode the batch's windows, reusing a first window already encoded for language
