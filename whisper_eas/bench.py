@@ -260,17 +260,12 @@ def run_engine(engine: str, model: str, files: List[str], threads: int) -> Engin
 
 
 def machine_description(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
-    return f"{cpu}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, Python {platform.python_version()}"
+    from .profiles import cpu_name
+
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def render_table(runs: List[EngineRun], references: List[str], n_files: int, baseline: str) -> str:

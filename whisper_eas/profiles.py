@@ -18,6 +18,20 @@ FORMAT = "whisper-eas-profile/1"
 SHIPPED_DIR = Path(__file__).parent / "profiles"
 
 
+def cpu_name() -> str:
+    """The processor's model name (the profile's hardware), e.g. 'AMD EPYC'."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def user_profile_dir() -> Path:
     base = os.environ.get("WHISPER_EAS_HOME") or os.path.join(
         os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "whisper-eas")

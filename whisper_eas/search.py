@@ -39,7 +39,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -226,8 +225,9 @@ def hardware_string(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}; {torch.get_num_threads()} torch threads; torch {torch.__version__}"
+    from .profiles import cpu_name
+
+    return f"{cpu_name()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}"
 
 
 def cache_key(model: ModelInfo, dataset: str, utterances: Sequence[Utterance], limit: Optional[int],
