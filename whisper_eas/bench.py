@@ -148,8 +148,10 @@ def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict
         mel = torch.nn.functional.pad(mel, (0, max(0, 3000 - mel.shape[-1])))[:, :3000]
         with torch.inference_mode():
             out = hf.generate(mel[None], decoder_input_ids=torch.tensor([prompt]), max_new_tokens=224, do_sample=False)
-        new = out[0, len(prompt):].tolist()
-        return tokenizer.decode(new).strip(), len(new)
+        # Whether generate() echoes the prompt differs between transformers versions; the text
+        # tokens are the ones below the special tokens either way.
+        new = [t for t in out[0].tolist() if t < tokenizer.eot]
+        return tokenizer.decode(new).strip(), len(new) + 1
 
     run(files[0])
     texts, tokens = [], 0

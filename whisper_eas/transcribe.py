@@ -302,7 +302,6 @@ class _Runner:
 
     @torch.inference_mode()
     def round(self, jobs: List[_Job]) -> None:
-        o = self.owner
         batch, feats, frames = [], [], []
         for job in jobs:
             if job.done:
