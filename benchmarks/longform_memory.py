@@ -36,6 +36,7 @@ def build_long_file(hours: float, out: Path) -> Path:
         sys.exit("longform_memory: build the corpus first: python benchmarks/corpus.py")
     if out.exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     repeats = int(hours * 3600 / 55) + 1
     # one 55-s unit (sonnet + 2 s of silence), looped by ffmpeg's concat of the same input
     unit = out.with_suffix(".unit.flac")

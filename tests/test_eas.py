@@ -244,3 +244,33 @@ def test_scoring_attention_equals_plain_attention_and_its_probabilities():
     assert torch.allclose(record.received, (probs * valid[:, None, :, None]).sum(dim=2), atol=1e-4)
     assert torch.allclose(record.diagonal, torch.diagonal(probs, dim1=-2, dim2=-1), atol=1e-6)
     assert record.n_queries.tolist() == [300.0, 250.0]
+
+
+def test_similar_length_groups_split_mixed_lengths_only_with_the_padding_rule():
+    from whisper_eas.transcribe import similar_length_groups
+
+    pad = parse_eas("-1:0 pad=32")
+    frames = [106, 328, 2539, 74, 235, 238, 177, 315]
+    groups = similar_length_groups(frames, pad, 1500)
+    assert sorted(i for g in groups for i in g) == list(range(len(frames)))  # each window once
+    assert [2] in groups  # the 25-s window runs alone, not padding seven 1-3 s windows to its length
+    assert similar_length_groups([300, 302, 305], pad, 1500) == [[0, 1, 2]]
+    assert similar_length_groups(frames, None, 1500) == [list(range(8))]  # dense: all 1500 tokens
+    assert similar_length_groups(frames, parse_eas("1:0.5"), 1500) == [list(range(8))]  # k is the same
+    assert similar_length_groups([], pad, 1500) == []
+
+
+def test_batch_of_mixed_lengths_equals_one_by_one(tiny, jfk):
+    from whisper_eas.audio import SAMPLE_RATE, load_audio
+
+    audio = load_audio(jfk)
+    clips = [audio[: int(s * SAMPLE_RATE)] for s in (11.0, 1.5, 4.0, 2.2, 8.0)]
+    options = dict(eas="-1:0 pad=32", without_timestamps=True, temperature=0.0)
+    alone, kept = [], []
+    for c in clips:
+        segments, info = tiny.transcribe(c, **options)
+        alone.append("".join(s.text for s in segments))  # runs the generator, which fills info
+        kept.append(info.tokens_kept)
+    results = sorted(tiny.transcribe_batch(clips, batch_size=2, **options), key=lambda r: r.index)
+    assert ["".join(s.text for s in r.segments) for r in results] == alone
+    assert [r.info.tokens_kept for r in results] == kept

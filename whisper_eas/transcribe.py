@@ -173,6 +173,11 @@ class WhisperModel:
         `progress` receives the seconds of audio advanced since its last call."""
         options = self._options(kwargs)
         queue = [_Job(i, a, raw, options, self) for i, a in enumerate(audios)]
+        if batch_size > 1 and len(queue) > batch_size:
+            # A batch runs at the length of its longest item, and with EAS the tokens kept grow
+            # with the speech: files of similar length share batches or most of the work is padding.
+            length = {job.index: probe_duration(job.source, raw) or 0.0 for job in queue}
+            queue.sort(key=lambda job: length[job.index])
         runner = _Runner(self, queue, batch_size=batch_size)
         yield from runner.run_all(progress)
 
@@ -203,6 +208,24 @@ class FileResult:
     segments: List[Segment]
     info: Optional[TranscriptionInfo]
     error: Optional[str] = None
+
+
+def similar_length_groups(frames: Sequence[int], eas: Optional[EASConfig], n_ctx: int,
+                          waste: float = 1.25) -> List[List[int]]:
+    """Split a round's windows into batches of similar encoder length. A batch runs at the
+    length of its longest item (the encoder, and the decoder's cross-attention K/V); with the
+    padding rule the tokens kept grow with the speech, so a 25-s window among 1-s ones would
+    multiply the work. A group grows while padding costs at most `waste` times the real work."""
+    if eas is None or eas.pad_stride is None or len(frames) < 2:
+        return [list(range(len(frames)))] if frames else []
+    tokens = [n // 2 + (n_ctx - n // 2) / eas.pad_stride for n in frames]  # kept by the padding rule
+    groups: List[List[int]] = [[]]
+    for i in sorted(range(len(frames)), key=tokens.__getitem__):
+        group = groups[-1]
+        if group and (len(group) + 1) * tokens[i] > waste * (sum(tokens[j] for j in group) + tokens[i]):
+            groups.append(group := [])
+        group.append(i)
+    return groups
 
 
 class _Job:
@@ -250,11 +273,16 @@ class _Runner:
             opts = job.options
             tokenizer = o.tokenizer.with_language(opts.language, opts.task)
             language, lang_prob, all_probs = opts.language or "en", 1.0, None
+            timings = {}
             if opts.language is None and tokenizer.multilingual:
                 features, n = job.windows.window(0)
+                t0 = self._clock()
                 audio = o.encode(features[None], [n], opts.eas)
+                t1 = self._clock()
                 job.first_window = audio
                 probs = detect_language(o.model, audio, tokenizer)[0]
+                # the encoding is the first window's, reused for its transcription
+                timings = {"encode": t1 - t0, "language": self._clock() - t1}
                 all_probs = sorted(probs.items(), key=lambda kv: -kv[1])
                 language, lang_prob = all_probs[0]
                 tokenizer = tokenizer.with_language(language, opts.task)
@@ -262,7 +290,8 @@ class _Runner:
                 language = tokenizer.language
             job.tokenizer = tokenizer
             job.info = TranscriptionInfo(language=language, language_probability=lang_prob,
-                                         duration=duration or 0.0, all_language_probs=all_probs, options=opts)
+                                         duration=duration or 0.0, all_language_probs=all_probs, options=opts,
+                                         timings=timings)
             if opts.initial_prompt:
                 job.all_tokens = tokenizer.encode(" " + opts.initial_prompt.strip())
         except (AudioError, ValueError) as e:
@@ -318,9 +347,12 @@ class _Runner:
             batch.append(job)
             feats.append(f)
             frames.append(n)
-        if not batch:
-            return
-        eas = batch[0].options.eas
+        eas = batch[0].options.eas if batch else None
+        n_ctx = self.owner.model.dims.n_audio_ctx
+        for group in similar_length_groups(frames, eas, n_ctx):
+            self._run([batch[i] for i in group], [feats[i] for i in group], [frames[i] for i in group], eas)
+
+    def _run(self, batch: List[_Job], feats, frames: List[int], eas: Optional[EASConfig]) -> None:
         t0 = time.perf_counter()
         audio = self._encode(batch, feats, frames, eas)
         t1 = self._clock()
