@@ -385,3 +385,18 @@ def test_console_unknown_model_fails_fast(jfk):
     assert "Traceback" not in p.stderr
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("whisper-eas: error: unknown model 'nosuchmodel'")
+
+
+def test_batch_to_stdout_keeps_the_input_order(cli, jfk, tmp_path):
+    """Batches are formed shortest first, so the 11-s file finishes last; stdout still lists
+    the files in the order given."""
+    import soundfile
+
+    from whisper_eas.audio import SAMPLE_RATE, load_audio
+
+    short = tmp_path / "short.flac"
+    soundfile.write(short, load_audio(jfk)[: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    code, out, err = cli("transcribe", jfk, short, short, "--batch-size", 2)
+    assert code == 0, err
+    headers = [line for line in out.splitlines() if line.startswith("==> ")]
+    assert headers == [f"==> {jfk} <==", f"==> {short} <==", f"==> {short} <=="]

@@ -279,6 +279,8 @@ def cmd_transcribe(args) -> int:
     stdout_many = len(args.files) > 1 and not args.output_dir
     results = whisper.transcribe_batch(args.files, batch_size=args.batch_size, raw=raw,
                                        progress=lambda seconds: bar.update(seconds), **options)
+    if not args.output_dir:  # batches finish out of order; stdout keeps the order of the inputs
+        results = _in_input_order(results)
     for result in results:
         name = str(result.source)
         if result.error:
@@ -307,6 +309,15 @@ def cmd_transcribe(args) -> int:
             print(f"  {_one_line_str(message)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _in_input_order(results):
+    waiting, next_index = {}, 0
+    for result in results:
+        waiting[result.index] = result
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
 
 
 def _one_line_str(text: str) -> str:
