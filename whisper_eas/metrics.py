@@ -22,6 +22,7 @@ counts) is delegated to ``jiwer``, which runs it in C++ via rapidfuzz.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Sequence
@@ -250,3 +251,17 @@ def paired_bootstrap(
     alpha = 1.0 - confidence
     low, high = np.nanquantile(deltas, [alpha / 2, 1.0 - alpha / 2])
     return BootstrapResult(float(delta), float(low), float(high))
+
+
+def longest_repeat(text: str) -> int:
+    """How many times in a row the most repeated 1-4 word phrase occurs: a decoding loop
+    ("Delta Delta Delta ...") shows up as a large number, ordinary speech as 1 or 2."""
+    words = re.findall(r"\w+", text.lower())
+    best = 1
+    for n in range(1, 5):
+        for i in range(len(words) - n):
+            count, j = 1, i + n
+            while words[j : j + n] == words[i : i + n]:
+                count, j = count + 1, j + n
+            best = max(best, count)
+    return best
