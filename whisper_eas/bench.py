@@ -280,11 +280,13 @@ def render_table(runs: List[EngineRun], references: List[str], n_files: int, bas
         if not r.texts:
             lines.append(f"| {r.engine} | - | - | - | - | - | - | - | - | {r.note} |")
             continue
-        wer = corpus_wer([word_errors(ref, hyp) for ref, hyp in zip(references, r.texts)])
+        counts = [word_errors(ref, hyp) for ref, hyp in zip(references, r.texts)]
+        # a bare audio file has no reference: no WER, not an infinite one
+        wer = f"{corpus_wer(counts):.2%}" if sum(c.ref_len for c in counts) else "-"
         dec = f"{1000 * r.decode_seconds / max(r.tokens, 1):.2f}" if r.decode_seconds is not None else "-"
         enc = f"{1000 * r.encode_seconds / max(r.windows, 1):.0f}" if r.encode_seconds is not None else "-"
         ratio = f"{base.seconds / r.seconds:.2f}x" if base else "-"
-        lines.append(f"| {r.engine} | {wer:.2%} | {r.seconds:.2f} | {1000 * r.seconds / n_files:.0f} | "
+        lines.append(f"| {r.engine} | {wer} | {r.seconds:.2f} | {1000 * r.seconds / n_files:.0f} | "
                      f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {enc} | {r.peak_rss_mb:.0f} | {ratio} | "
                      f"{r.note} |")
     return "\n".join(lines)

@@ -1,0 +1,28 @@
+"""`whisper-eas bench`'s table: WER, per-file and per-token times, ratios against the baseline."""
+
+from __future__ import annotations
+
+from whisper_eas.bench import EngineRun, render_table
+
+
+def _rows(table: str):
+    return {line.split(" | ")[0].strip("| "): [c.strip() for c in line.strip("|").split("|")]
+            for line in table.splitlines()[2:]}
+
+
+def test_table_wer_times_and_ratios():
+    runs = [EngineRun("ours:int8:auto", seconds=2.0, tokens=100, peak_rss_mb=700.4, texts=["a b c", "d e"],
+                      decode_seconds=0.5, encode_seconds=0.2, windows=2, note="auto: -1:0 pad=32"),
+            EngineRun("faster-whisper:int8", seconds=6.0, tokens=120, peak_rss_mb=450, texts=["a b x", "d e"]),
+            EngineRun("openai-whisper", seconds=0, tokens=0, peak_rss_mb=0, texts=[], note="not installed")]
+    rows = _rows(render_table(runs, ["a b c", "d e"], 2, "faster-whisper:int8"))
+    ours, peer, missing = rows["ours:int8:auto"], rows["faster-whisper:int8"], rows["openai-whisper"]
+    assert ours[1:9] == ["0.00%", "2.00", "1000", "20.00", "5.00", "100", "700", "3.00x"]
+    assert ours[9] == "auto: -1:0 pad=32"
+    assert peer[1] == "20.00%" and peer[5:7] == ["-", "-"] and peer[8] == "1.00x"  # 1 of 5 words wrong
+    assert missing[1:9] == ["-"] * 8 and missing[9] == "not installed"
+
+
+def test_a_bare_audio_file_has_no_wer():
+    runs = [EngineRun("ours:float32", seconds=1.0, tokens=10, peak_rss_mb=500, texts=["hello there"])]
+    assert _rows(render_table(runs, [""], 1, "ours:float32"))["ours:float32"][1] == "-"
