@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from whisper_eas.bench import machine_description  # noqa: E402
 from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.manifest import load_dataset  # noqa: E402
 from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
@@ -31,20 +32,25 @@ def main():
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-sizes", default="1,4,8,16")
-    ap.add_argument("--configs", nargs="+", default=["float32:off", "float32:auto", "int8:auto"],
-                    help="COMPUTE:EAS pairs")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--configs", nargs="+", default=None,
+                    help="COMPUTE:EAS pairs (default: float32:off float32:auto int8:auto on CPU, "
+                         "float16:off float16:auto on CUDA)")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     utts = load_dataset(args.manifest, limit=args.limit)
     files = [u.audio for u in utts]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    print(f"# throughput: {args.model}, {len(files)} files from {args.manifest}, {args.threads} threads")
+    cuda = args.device.startswith("cuda")
+    configs = args.configs or (["float16:off", "float16:auto"] if cuda else ["float32:off", "float32:auto", "int8:auto"])
+    print(f"# throughput: {args.model}, {len(files)} files from {args.manifest}; "
+          f"{machine_description(args.threads, args.device)}")
     print("| compute | EAS | batch | seconds | files/s | vs batch 1 | WER | identical to batch 1 |")
     print("|---|---|---|---|---|---|---|---|")
-    for config in args.configs:
+    for config in configs:
         compute, eas = config.split(":", 1)
-        whisper = WhisperModel(args.model, compute_type=compute, eas=eas)
+        whisper = WhisperModel(args.model, device=args.device, compute_type=compute, eas=eas)
         list(whisper.transcribe_batch(files[:4], batch_size=4, **EVAL_OPTIONS))  # warm-up
         base_rate, base_texts = None, None
         for b in sizes:

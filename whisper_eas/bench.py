@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
+DEFAULT_CUDA_ENGINES = ("ours:float16,ours:float16:auto,ours:float16:-1:0 pad=16,ours:float16:0:0.5,"
+                        "faster-whisper:float16,faster-whisper:int8_float16")
 
 
 @dataclass
@@ -50,18 +52,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
+def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     from .eas import parse_eas
     from .evaluate import EVAL_OPTIONS
     from .profiles import find_profile
     from .transcribe import WhisperModel
 
     _, compute, *rest = spec.split(":", 2)
-    whisper = WhisperModel(model, compute_type=compute, cpu_threads=threads)
+    whisper = WhisperModel(model, device=device, compute_type=compute, cpu_threads=threads)
     eas_text = rest[0] if rest else None
     note = ""
     if eas_text == "auto":
-        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, "cpu", whisper.compute_type)
+        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, device, whisper.compute_type)
         eas = profile.eas if profile else None
         note = f"auto: {eas.describe() if eas else 'no profile, dense'}"
     else:
@@ -82,11 +84,13 @@ def _ours(spec: str, model: str, files: List[str], threads: int) -> dict:
                 windows=windows, note=note)
 
 
-def _faster_whisper(spec: str, model: str, files: List[str], threads: int) -> dict:
+def _faster_whisper(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     from faster_whisper import WhisperModel
 
     compute = spec.split(":", 1)[1] if ":" in spec else "float32"
-    fw = WhisperModel(ct2_directory(model), device="cpu", compute_type=compute, cpu_threads=threads)
+    kind, _, index = device.partition(":")  # CTranslate2 takes "cuda" and an index, not "cuda:1"
+    fw = WhisperModel(ct2_directory(model), device=kind, device_index=int(index or 0), compute_type=compute,
+                      cpu_threads=threads)
     opts = dict(beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
                 language="en" if fw.model.is_multilingual else None)
     list(fw.transcribe(files[0], **opts)[0])
@@ -100,7 +104,7 @@ def _faster_whisper(spec: str, model: str, files: List[str], threads: int) -> di
     return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
 
 
-def _openai_whisper(spec: str, model: str, files: List[str], threads: int) -> dict:
+def _openai_whisper(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     import torch
     import whisper as openai_whisper  # the openai-whisper package
 
@@ -110,9 +114,9 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int) -> di
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         torch.save({"dims": dims.__dict__, "model_state_dict": state}, path)
-        ow = openai_whisper.load_model(str(path), device="cpu")
+        ow = openai_whisper.load_model(str(path), device=device)
     opts = dict(beam_size=None, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
-                fp16=False, language="en")
+                fp16=device.startswith("cuda"), language="en")
     ow.transcribe(files[0], **opts)
     texts, tokens = [], 0
     t0 = time.perf_counter()
@@ -123,7 +127,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int) -> di
     return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
 
 
-def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict:
+def _transformers(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
@@ -140,6 +144,8 @@ def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict
                            decoder_start_token_id=tokenizer.sot, eos_token_id=tokenizer.eot, pad_token_id=tokenizer.eot)
     hf = WhisperForConditionalGeneration(config).eval()
     hf.load_state_dict(_openai_to_hf(state), strict=False)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    hf = hf.to(device=device, dtype=dtype)
     prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
 
     def run(f):
@@ -147,7 +153,8 @@ def _transformers(spec: str, model: str, files: List[str], threads: int) -> dict
         mel = log_mel_spectrogram(audio, dims.n_mels)
         mel = torch.nn.functional.pad(mel, (0, max(0, 3000 - mel.shape[-1])))[:, :3000]
         with torch.inference_mode():
-            out = hf.generate(mel[None], decoder_input_ids=torch.tensor([prompt]), max_new_tokens=224, do_sample=False)
+            out = hf.generate(mel[None].to(device, dtype), decoder_input_ids=torch.tensor([prompt], device=device),
+                              max_new_tokens=224, do_sample=False)
         # Whether generate() echoes the prompt differs between transformers versions; the text
         # tokens are the ones below the special tokens either way.
         new = [t for t in out[0].tolist() if t < tokenizer.eot]
@@ -219,14 +226,14 @@ def ct2_directory(model: str) -> str:
 
 
 def worker_main(argv: List[str]) -> int:
-    """python -m whisper_eas.bench --worker ENGINE MODEL THREADS FILELIST -> JSON on stdout."""
-    engine, model, threads, filelist = argv
+    """python -m whisper_eas.bench --worker ENGINE MODEL THREADS DEVICE FILELIST -> JSON on stdout."""
+    engine, model, threads, device, filelist = argv
     import torch
 
     torch.set_num_threads(int(threads))
     files = Path(filelist).read_text().splitlines()
     kind = engine.split(":", 1)[0]
-    result = WORKERS[kind](engine, model, files, int(threads))
+    result = WORKERS[kind](engine, model, files, int(threads), device)
     result["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
     return 0
@@ -235,7 +242,7 @@ def worker_main(argv: List[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Driver
 
-def run_engine(engine: str, model: str, files: List[str], threads: int) -> EngineRun:
+def run_engine(engine: str, model: str, files: List[str], threads: int, device: str = "cpu") -> EngineRun:
     kind = engine.split(":", 1)[0]
     if kind not in WORKERS:
         raise ValueError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
@@ -250,7 +257,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int) -> Engin
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
         proc = subprocess.run([sys.executable, "-m", "whisper_eas.bench", "--worker", engine, model, str(threads),
-                               filelist], capture_output=True, text=True, env=env)
+                               device, filelist], capture_output=True, text=True, env=env)
     finally:
         os.unlink(filelist)
     if proc.returncode != 0:
@@ -261,12 +268,15 @@ def run_engine(engine: str, model: str, files: List[str], threads: int) -> Engin
                      data.get("decode_seconds"), data.get("encode_seconds"), data.get("windows"), data.get("note", ""))
 
 
-def machine_description(threads: int) -> str:
+def machine_description(threads: int, device: str = "cpu") -> str:
     import torch
 
     from .profiles import cpu_name
 
-    return (f"{cpu_name()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, "
+    gpu = ""
+    if device.startswith("cuda") and torch.cuda.is_available():  # every GPU figure names its card
+        gpu = f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}; "
+    return (f"{gpu}{cpu_name()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, "
             f"Python {platform.python_version()}")
 
 
@@ -298,8 +308,11 @@ def add_bench_parser(sub, add_model_flags) -> None:
     p.add_argument("dataset", metavar="MANIFEST", help="manifest, folder of audio + .txt, or one audio file")
     p.add_argument("--model", default="tiny.en")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--engines", default=DEFAULT_ENGINES)
-    p.add_argument("--baseline", default="faster-whisper:int8", help="engine the speed ratios are against")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] for every engine")
+    p.add_argument("--engines", default=None,
+                   help=f"comma-separated (default on CPU: {DEFAULT_ENGINES}; on CUDA: {DEFAULT_CUDA_ENGINES})")
+    p.add_argument("--baseline", default=None,
+                   help="engine the speed ratios are against (default: faster-whisper:int8 on CPU, float16 on CUDA)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", default=None, help="write all measurements here")
     p.add_argument("--markdown", default=None, help="write the table here")
@@ -316,15 +329,24 @@ def cmd_bench(args) -> int:
     if any(u.start is not None or u.end is not None for u in utterances):
         raise ValueError("bench times whole files: the manifest must not cut utterances with start/end")
     files = [u.audio for u in utterances]
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no CUDA device is available")
+    spec = args.engines or (DEFAULT_CUDA_ENGINES if cuda else DEFAULT_ENGINES)
+    baseline = args.baseline or ("faster-whisper:float16" if cuda else "faster-whisper:int8")
+    engines = [e.strip() for e in spec.split(",") if e.strip()]
     # "ours:float32:-1:0 pad=16" contains commas only inside EAS specs with stages; allow ';' there
     runs = []
     for engine in engines:
         engine = engine.replace(";", ",")
         print(f"bench: {engine} ...", file=sys.stderr, flush=True)
-        runs.append(run_engine(engine, args.model, files, args.threads))
-    table = render_table(runs, [u.text for u in utterances], len(files), args.baseline)
-    header = f"{args.model}, {len(files)} files, greedy, no timestamps; {machine_description(args.threads)}"
+        runs.append(run_engine(engine, args.model, files, args.threads, args.device))
+    table = render_table(runs, [u.text for u in utterances], len(files), baseline)
+    header = (f"{args.model}, {len(files)} files, greedy, no timestamps, {args.device}; "
+              f"{machine_description(args.threads, args.device)}")
     print(header)
     print(table)
     if args.markdown:
