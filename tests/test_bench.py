@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from whisper_eas.bench import EngineRun, render_table
+from whisper_eas.cli import main
 
 
 def _rows(table: str):
@@ -26,3 +30,11 @@ def test_table_wer_times_and_ratios():
 def test_a_bare_audio_file_has_no_wer():
     runs = [EngineRun("ours:float32", seconds=1.0, tokens=10, peak_rss_mb=500, texts=["hello there"])]
     assert _rows(render_table(runs, [""], 1, "ours:float32"))["ours:float32"][1] == "-"
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys, jfk):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["bench", str(jfk), "--device", "cuda"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["whisper-eas: error: --device cuda: no CUDA device is available"]
