@@ -15,8 +15,8 @@ After encoder block L (or before block 0, L = -1) an EAS stage
 
 Padding-aware selection (`pad_stride`): the pipeline knows where each window's audio ends, so
 padding tokens need no score. At the first stage they are pooled in runs of `pad_stride` (one
-token per run, with its size), and the sparsity and the score apply to the speech tokens only. Short clips then shed
-most of their window and long speech keeps what it needs.
+token per run, with its size), and the sparsity and the score apply to the speech tokens only.
+Short clips then shed most of their window and long speech keeps what it needs.
 
 k is `ceil((1 - s) * n)` of the n candidate tokens, or, with `adaptive = p`, the fewest tokens
 holding a share p of the score mass (at least `min_keep`). Items of a batch may keep different
