@@ -9,9 +9,11 @@ lock-step so that their windows share encoder and decoder batches.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -176,8 +178,7 @@ class WhisperModel:
         if batch_size > 1 and len(queue) > batch_size:
             # A batch runs at the length of its longest item, and with EAS the tokens kept grow
             # with the speech: files of similar length share batches or most of the work is padding.
-            length = {job.index: probe_duration(job.source, raw) or 0.0 for job in queue}
-            queue.sort(key=lambda job: length[job.index])
+            queue.sort(key=lambda job: job.header_duration or 0.0)
         runner = _Runner(self, queue, batch_size=batch_size)
         yield from runner.run_all(progress)
 
@@ -195,8 +196,8 @@ class WhisperModel:
         mel = features.to(self.device, self.dtype)
         if eas is None or eas.is_dense:
             return self.model.encoder(mel)
-        audio_tokens = torch.tensor([(n + 1) // 2 for n in audio_frames], device=self.device)
-        reducer = eas.reducer(audio_tokens, self.model.dims.n_audio_layer)
+        reducer = eas.reducer(torch.tensor([audio_tokens(n) for n in audio_frames], device=self.device),
+                              self.model.dims.n_audio_layer)
         # windows are padded with one constant column, which lets the stem skip the padding
         return self.model.encoder(mel, reducer, audio_frames=max(audio_frames))
 
@@ -210,6 +211,11 @@ class FileResult:
     error: Optional[str] = None
 
 
+def audio_tokens(frames: int) -> int:
+    """Encoder tokens that hold audio in a window of `frames` mel frames (the stem halves time)."""
+    return (frames + 1) // 2
+
+
 def similar_length_groups(frames: Sequence[int], eas: Optional[EASConfig], n_ctx: int,
                           waste: float = 1.25) -> List[List[int]]:
     """Split a round's windows into batches of similar encoder length. A batch runs at the
@@ -218,7 +224,8 @@ def similar_length_groups(frames: Sequence[int], eas: Optional[EASConfig], n_ctx
     multiply the work. A group grows while padding costs at most `waste` times the real work."""
     if eas is None or eas.pad_stride is None or len(frames) < 2:
         return [list(range(len(frames)))] if frames else []
-    tokens = [n // 2 + (n_ctx - n // 2) / eas.pad_stride for n in frames]  # kept by the padding rule
+    audio = [audio_tokens(n) for n in frames]
+    tokens = [a + math.ceil((n_ctx - a) / eas.pad_stride) for a in audio]  # kept by the padding rule
     groups: List[List[int]] = [[]]
     for i in sorted(range(len(frames)), key=tokens.__getitem__):
         group = groups[-1]
@@ -248,6 +255,12 @@ class _Job:
         self.last_speech_end = 0.0
         self.first_window: Optional[TokenSet] = None  # encoded for language detection, reused once
 
+    @cached_property
+    def header_duration(self) -> Optional[float]:
+        """The duration in the container's header (None: unknown), read once: batching sorts by
+        it before the job starts, and the start needs it again."""
+        return probe_duration(self.source, self.raw)
+
 
 class _Runner:
     """Runs jobs window by window, `batch_size` windows per encoder/decoder batch."""
@@ -264,7 +277,7 @@ class _Runner:
         o = self.owner
         try:
             job.windows = AudioWindows(job.source, job.raw, o.model.dims.n_mels, job.options.padding)
-            duration = probe_duration(job.source, job.raw)
+            duration = job.header_duration
             first = job.windows.available_frames(0)  # decodes the first window's samples
             if job.windows.n_samples is not None:
                 duration = job.windows.n_samples / SAMPLE_RATE
@@ -353,7 +366,7 @@ class _Runner:
             self._run([batch[i] for i in group], [feats[i] for i in group], [frames[i] for i in group], eas)
 
     def _run(self, batch: List[_Job], feats, frames: List[int], eas: Optional[EASConfig]) -> None:
-        t0 = time.perf_counter()
+        t0 = self._clock()
         audio = self._encode(batch, feats, frames, eas)
         t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
