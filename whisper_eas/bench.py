@@ -53,21 +53,14 @@ def _peak_rss_mb() -> float:
 
 
 def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
-    from .eas import parse_eas
     from .evaluate import EVAL_OPTIONS
-    from .profiles import find_profile
     from .transcribe import WhisperModel
 
     _, compute, *rest = spec.split(":", 2)
-    whisper = WhisperModel(model, device=device, compute_type=compute, cpu_threads=threads)
-    eas_text = rest[0] if rest else None
-    note = ""
-    if eas_text == "auto":
-        profile = find_profile(whisper.loaded.name, whisper.loaded.fingerprint, device, whisper.compute_type)
-        eas = profile.eas if profile else None
-        note = f"auto: {eas.describe() if eas else 'no profile, dense'}"
-    else:
-        eas = parse_eas(eas_text)
+    eas_text = rest[0] if rest else None  # None: dense; "auto": the profile WhisperModel looks up
+    whisper = WhisperModel(model, device=device, compute_type=compute, cpu_threads=threads, eas=eas_text)
+    eas = whisper.eas
+    note = f"auto: {eas.describe() if eas else 'no profile, dense'}" if eas_text == "auto" else ""
     opts = dict(EVAL_OPTIONS, eas=eas)
     list(whisper.transcribe(files[0], **opts)[0])
     texts, tokens, dec, enc, windows = [], 0, 0.0, 0.0, 0
