@@ -38,3 +38,12 @@ def test_cuda_without_a_gpu_is_one_line(capsys, jfk):
     assert main(["bench", str(jfk), "--device", "cuda"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["whisper-eas: error: --device cuda: no CUDA device is available"]
+
+
+def test_a_failing_engine_is_listed_and_the_exit_is_nonzero(capsys, jfk):
+    assert main(["bench", str(jfk), "--engines", "ours:float99"]) == 1
+    captured = capsys.readouterr()
+    assert "| ours:float99 | - |" in captured.out  # the table is still written
+    failures = captured.err.strip().splitlines()[-2:]
+    assert failures[0] == "whisper-eas: 1 of 1 engines failed:"
+    assert failures[1].startswith("  ours:float99: ValueError: unknown compute type 'float99'")

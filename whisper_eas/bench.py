@@ -347,6 +347,12 @@ def cmd_bench(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header, "files": files,
                                                "runs": [r.__dict__ for r in runs]}, indent=1))
+    failed = [r for r in runs if r.note.startswith("failed")]
+    if failed:  # like a batch of files: the table has every engine that ran, the failures are listed
+        print(f"whisper-eas: {len(failed)} of {len(runs)} engines failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.engine}: {r.note[len('failed: '):]}", file=sys.stderr)
+        return 1
     return 0
 
 
