@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from whisper_eas.audio import AudioWindows  # noqa: E402
-from whisper_eas.decoding import Decoder, DecodingOptions  # noqa: E402
-from whisper_eas.eas import parse_eas  # noqa: E402
+from whisper_eas.network.decoding import Decoder, DecodingOptions  # noqa: E402
+from whisper_eas.network.eas import parse_eas  # noqa: E402
 from whisper_eas.manifest import load_dataset  # noqa: E402
 from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402

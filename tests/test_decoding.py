@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from whisper_eas.audio import AudioWindows
-from whisper_eas.decoding import (ApplyTimestampRules, Decoder, DecodingOptions, SuppressBlank, SuppressTokens,
+from whisper_eas.network.decoding import (ApplyTimestampRules, Decoder, DecodingOptions, SuppressBlank, SuppressTokens,
                                   compression_ratio)
 
 NEG = float("-inf")

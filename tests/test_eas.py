@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from whisper_eas.audio import AudioWindows
-from whisper_eas.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding
-from whisper_eas.model import AttentionRecord, TokenSet
+from whisper_eas.network.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding
+from whisper_eas.network.model import AttentionRecord, TokenSet
 
 
 def _tokens(b=1, t=8, d=4, seed=0):
@@ -177,7 +177,7 @@ def test_scoring_block_computes_attention_once(tiny, jfk_window, monkeypatch):
         return real_sdpa(*a, **kw)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting_sdpa)
-    from whisper_eas import model as model_module
+    from whisper_eas.network import model as model_module
 
     real_record = model_module.AttentionRecord
 
@@ -205,7 +205,7 @@ def test_batched_equals_unbatched(tiny, jfk, spec):
         assert bool((batched.size[i, k:] == 0).all())
         assert torch.allclose(batched.x[i, :k], alone.x[0], atol=2e-4)
     # and the decoded text is the same
-    from whisper_eas.decoding import Decoder, DecodingOptions
+    from whisper_eas.network.decoding import Decoder, DecodingOptions
 
     dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions(without_timestamps=True))
     initial = dec.initial_tokens()
@@ -228,7 +228,7 @@ def test_word_timestamps_survive_pruning(tiny, jfk):
 
 
 def test_scoring_attention_equals_plain_attention_and_its_probabilities():
-    from whisper_eas.model import attention_with_record
+    from whisper_eas.network.model import attention_with_record
 
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(2, 3, 300, 16, generator=g) for _ in range(3))

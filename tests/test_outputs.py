@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from whisper_eas.eas import parse_eas
+from whisper_eas.network.eas import parse_eas
 from whisper_eas.outputs import FORMATS, WRITERS, format_timestamp, result_dict
-from whisper_eas.transcribe import Segment, TranscribeOptions, TranscriptionInfo, Word
+from whisper_eas.transcribe import TranscribeOptions
+from whisper_eas.types import Segment, TranscriptionInfo, Word
 
 
 def _segment(i, start, end, text, words=None):

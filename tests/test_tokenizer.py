@@ -11,7 +11,7 @@ import pytest
 
 tokenizers = pytest.importorskip("tokenizers")
 
-from whisper_eas.tokenizer import LANGUAGES, Tokenizer, language_code
+from whisper_eas.network.tokenizer import LANGUAGES, Tokenizer, language_code
 
 
 def _package_file(package: str, *parts: str) -> Path:

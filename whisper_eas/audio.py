@@ -20,7 +20,6 @@ CHUNK_LENGTH = 30
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a window
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames per second
-TOKENS_PER_SECOND = FRAMES_PER_SECOND // 2  # 50 encoder tokens per second (conv stride 2)
 
 
 class AudioError(Exception):

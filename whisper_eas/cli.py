@@ -159,7 +159,7 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
     saved profile for this model and device is used ('auto'), silently; dense if there is none."""
     from dataclasses import replace
 
-    from .eas import parse_eas
+    from .network.eas import parse_eas
     from .profiles import find_profile, load_profile
 
     extras = {k: v for k, v in dict(score=args.eas_score, adaptive=args.eas_adaptive, pad_stride=args.eas_pad,
@@ -258,7 +258,7 @@ def cmd_transcribe(args) -> int:
         without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps, eas=eas,
     )
     if args.language:
-        from .tokenizer import language_code
+        from .network.tokenizer import language_code
 
         try:
             language_code(args.language)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .eas import EASConfig, parse_eas
+from .network.eas import EASConfig, parse_eas
 
 FORMAT = "whisper-eas-profile/1"
 SHIPPED_DIR = Path(__file__).parent / "profiles"

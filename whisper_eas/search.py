@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .eas import SCORES, EASConfig, Stage, parse_eas
+from .network.eas import SCORES, EASConfig, Stage, parse_eas
 from .evaluate import EVAL_OPTIONS, EvalResult, evaluate
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, corpus_wer, paired_bootstrap

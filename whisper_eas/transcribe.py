@@ -21,36 +21,15 @@ import torch
 
 from .audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
                     RawFormat, probe_duration)
-from .decoding import Decoder, DecodingOptions, DecodingResult, detect_language
-from .eas import EASConfig, parse_eas
+from .network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
+from .network.eas import EASConfig, parse_eas
 from .loading import DEFAULT_MODEL, LoadedModel, load_model
-from .model import TokenSet
-from .tokenizer import Tokenizer
-
-TIME_PRECISION = 0.02  # seconds per timestamp token (= per encoder token)
-
-
-@dataclass
-class Word:
-    start: float
-    end: float
-    word: str
-    probability: float
+from .network.model import TokenSet
+from .network.timing import TIME_PRECISION
+from .network.tokenizer import Tokenizer
+from .types import FileResult, Segment, TranscriptionInfo, Word  # noqa: F401
 
 
-@dataclass
-class Segment:
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: List[int]
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: Optional[List[Word]]
-    temperature: Optional[float]
 
 
 @dataclass(frozen=True)
@@ -94,18 +73,6 @@ class TranscribeOptions:
         if isinstance(self.eas, str):
             object.__setattr__(self, "eas", parse_eas(self.eas))
 
-
-@dataclass
-class TranscriptionInfo:
-    language: str
-    language_probability: float
-    duration: float  # seconds (from the header until the stream has been read to its end)
-    all_language_probs: Optional[List[Tuple[str, float]]]
-    options: TranscribeOptions
-    windows: int = 0  # 30-s windows decoded
-    decoder_steps: int = 0  # tokens generated, fallback attempts included
-    tokens_kept: List[int] = field(default_factory=list)  # encoder tokens kept per window (EAS)
-    timings: Dict[str, float] = field(default_factory=dict)  # seconds spent per stage
 
 
 class WhisperModel:
@@ -201,14 +168,6 @@ class WhisperModel:
         # windows are padded with one constant column, which lets the stem skip the padding
         return self.model.encoder(mel, reducer, audio_frames=max(audio_frames))
 
-
-@dataclass
-class FileResult:
-    index: int
-    source: AudioSource
-    segments: List[Segment]
-    info: Optional[TranscriptionInfo]
-    error: Optional[str] = None
 
 
 def audio_tokens(frames: int) -> int:
@@ -502,10 +461,11 @@ class _Runner:
                 no_speech_prob=result.no_speech_prob, words=None, temperature=result.temperature,
             ))
         if opts.word_timestamps and segments:
-            from .timing import add_word_timestamps
+            from .network.timing import add_word_timestamps
 
-            add_word_timestamps(self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)),
-                                segments, n_frames, time_offset, opts, job)
+            job.last_speech_end = add_word_timestamps(
+                self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)), segments, n_frames,
+                time_offset, opts, job.last_speech_end)
             if not single_ending and segments[-1].words:
                 # the next window starts after the last word, not at the last timestamp token
                 shift = round((segments[-1].words[-1].end - time_offset) * FRAMES_PER_SECOND)

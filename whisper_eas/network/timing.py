@@ -14,10 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio import TOKENS_PER_SECOND
 from .model import TokenSet, Whisper
 from .tokenizer import Tokenizer
+from ..types import Word
 
+TOKENS_PER_SECOND = 50  # encoder tokens per second: 100 mel frames per second, halved by the conv stem
+TIME_PRECISION = 0.02  # seconds per timestamp token (= per encoder token)
 SENTENCE_END = ".。!！?？"
 
 
@@ -141,10 +143,10 @@ def merge_punctuations(alignment: List[WordTiming], prepended: str, appended: st
 
 
 def add_word_timestamps(model: Whisper, tokenizer: Tokenizer, audio: TokenSet, segments: list,
-                        num_frames: int, time_offset: float, options, job) -> None:
+                        num_frames: int, time_offset: float, options, last_speech_end: float) -> float:
     """Fill `segment.words` for the segments of one window, and tighten the segment bounds to
-    their words (openai-whisper's heuristics for over-long first/last words included)."""
-    from .transcribe import Word
+    their words (openai-whisper's heuristics for over-long first/last words included).
+    `last_speech_end` is where the previous speech ended (seconds); returns the new value."""
 
     per_segment = [[t for t in s.tokens if t < tokenizer.eot] for s in segments]
     text_tokens = [t for tokens in per_segment for t in tokens]
@@ -175,7 +177,7 @@ def add_word_timestamps(model: Whisper, tokenizer: Tokenizer, audio: TokenSet, s
         if words:
             first, last = words[0], words[-1]
             # the first word after a pause should not stretch back over the silence
-            if first.end - job.last_speech_end > median * 4 and (
+            if first.end - last_speech_end > median * 4 and (
                     first.end - first.start > longest or (len(words) > 1 and words[1].end - first.start > longest * 2)):
                 if len(words) > 1 and words[1].end - words[1].start > longest:
                     boundary = max(words[1].end / 2, words[1].end - longest)
@@ -189,5 +191,6 @@ def add_word_timestamps(model: Whisper, tokenizer: Tokenizer, audio: TokenSet, s
                 last.end = max(last.start + median, segment.end)
             else:
                 segment.end = last.end
-            job.last_speech_end = segment.end
+            last_speech_end = segment.end
         segment.words = words
+    return last_speech_end
