@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from whisper_eas.audio import SAMPLE_RATE, AudioWindows, load_audio  # noqa: E402
+from whisper_eas.io.audio import SAMPLE_RATE, AudioWindows, load_audio  # noqa: E402
 from whisper_eas.network.eas import parse_eas  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402
 

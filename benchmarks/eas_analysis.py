@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from whisper_eas.audio import AudioWindows  # noqa: E402
+from whisper_eas.io.audio import AudioWindows  # noqa: E402
 from whisper_eas.network.decoding import Decoder, DecodingOptions  # noqa: E402
 from whisper_eas.network.eas import parse_eas  # noqa: E402
 from whisper_eas.manifest import load_dataset  # noqa: E402

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from components import five_second_clips, median_time  # noqa: E402
-from whisper_eas.audio import AudioWindows, load_audio, log_mel_spectrogram  # noqa: E402
+from whisper_eas.io.audio import AudioWindows, load_audio, log_mel_spectrogram  # noqa: E402
 from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.manifest import load_dataset  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402

@@ -12,7 +12,7 @@ import soundfile as sf
 
 av = pytest.importorskip("av")
 
-from whisper_eas.audio import (HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, AudioWindows,
+from whisper_eas.io.audio import (HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, AudioWindows,
                                RawFormat, load_audio, log_mel_spectrogram, mel_filters, probe_duration,
                                stream_audio)
 

@@ -392,7 +392,7 @@ def test_batch_to_stdout_keeps_the_input_order(cli, jfk, tmp_path):
     the files in the order given."""
     import soundfile
 
-    from whisper_eas.audio import SAMPLE_RATE, load_audio
+    from whisper_eas.io.audio import SAMPLE_RATE, load_audio
 
     short = tmp_path / "short.flac"
     soundfile.write(short, load_audio(jfk)[: 3 * SAMPLE_RATE], SAMPLE_RATE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.audio import AudioWindows
+from whisper_eas.io.audio import AudioWindows
 from whisper_eas.network.decoding import (ApplyTimestampRules, Decoder, DecodingOptions, SuppressBlank, SuppressTokens,
                                   compression_ratio)
 
@@ -93,7 +93,7 @@ def jfk_audio(tiny, jfk):
 def test_greedy_matches_faster_whisper_tokens(tiny, jfk, jfk_audio):
     """Same CT2 weights, same features: the greedy token sequence is identical."""
     faster_whisper = pytest.importorskip("faster_whisper")
-    from whisper_eas.loading import _bundled
+    from whisper_eas.io.loading import _bundled
 
     dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions())
     ours = dec.run(jfk_audio, [dec.initial_tokens()])[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.audio import AudioWindows
+from whisper_eas.io.audio import AudioWindows
 from whisper_eas.network.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding
 from whisper_eas.network.model import AttentionRecord, TokenSet
 
@@ -261,7 +261,7 @@ def test_similar_length_groups_split_mixed_lengths_only_with_the_padding_rule():
 
 
 def test_batch_of_mixed_lengths_equals_one_by_one(tiny, jfk):
-    from whisper_eas.audio import SAMPLE_RATE, load_audio
+    from whisper_eas.io.audio import SAMPLE_RATE, load_audio
 
     audio = load_audio(jfk)
     clips = [audio[: int(s * SAMPLE_RATE)] for s in (11.0, 1.5, 4.0, 2.2, 8.0)]

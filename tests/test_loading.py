@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from whisper_eas.loading import ModelError, load_model
+from whisper_eas.io.loading import ModelError, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 JFK = ROOT / "samples" / "jfk.flac"
@@ -396,7 +396,7 @@ def test_ct2_dir_matches_ctranslate2(ctranslate2, hf_en, tmp_path, quantization)
 
 @pytest.fixture(scope="module")
 def jfk_features():
-    from whisper_eas.audio import AudioWindows
+    from whisper_eas.io.audio import AudioWindows
 
     features, n_frames = AudioWindows(str(JFK)).window(0)
     assert features.shape == (80, 3000) and 1000 < n_frames < 1200  # 11 s of speech

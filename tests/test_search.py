@@ -288,7 +288,7 @@ def test_outputs_of_a_synthetic_search(tmp_path, monkeypatch):
     csv_lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(candidates)
 
-    from whisper_eas.profiles import find_profile, load_profile
+    from whisper_eas.io.profiles import find_profile, load_profile
 
     saved = tmp_path / "home" / "profiles" / search.profile_filename(MODEL)
     profile = load_profile(saved)

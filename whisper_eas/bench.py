@@ -101,7 +101,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int, devic
     import torch
     import whisper as openai_whisper  # the openai-whisper package
 
-    from .loading import _read_any
+    from .io.loading import _read_any
 
     dims, state, *_ = _read_any(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,8 +124,8 @@ def _transformers(spec: str, model: str, files: List[str], threads: int, device:
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from .audio import load_audio, log_mel_spectrogram
-    from .loading import _read_any, load_model
+    from .io.audio import load_audio, log_mel_spectrogram
+    from .io.loading import _read_any, load_model
 
     dims, state, *_ = _read_any(model)
     tokenizer = load_model(model).tokenizer
@@ -194,7 +194,7 @@ REQUIRES = {"faster-whisper": "faster_whisper", "openai-whisper": "whisper", "tr
 
 def ct2_directory(model: str) -> str:
     """A CTranslate2 directory for `model` (bundled base is assembled from its two parts once)."""
-    from .loading import _bundled
+    from .io.loading import _bundled
 
     if os.path.isdir(model):
         return model
@@ -264,7 +264,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
 def machine_description(threads: int, device: str = "cpu") -> str:
     import torch
 
-    from .profiles import cpu_name
+    from .io.profiles import cpu_name
 
     gpu = ""
     if device.startswith("cuda") and torch.cuda.is_available():  # every GPU figure names its card

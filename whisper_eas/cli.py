@@ -135,16 +135,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _is_user_error(e: Exception) -> bool:
-    from .audio import AudioError
-    from .loading import ModelError
+    from .io.audio import AudioError
+    from .io.loading import ModelError
 
     return isinstance(e, (AudioError, ModelError))
 
 
 def _one_line(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
-    from .audio import AudioError
-    from .loading import ModelError
+    from .io.audio import AudioError
+    from .io.loading import ModelError
 
     if not isinstance(e, (CLIError, ValueError, AudioError, ModelError)):
         text = f"{type(e).__name__}: {text}"
@@ -160,7 +160,7 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
     from dataclasses import replace
 
     from .network.eas import parse_eas
-    from .profiles import find_profile, load_profile
+    from .io.profiles import find_profile, load_profile
 
     extras = {k: v for k, v in dict(score=args.eas_score, adaptive=args.eas_adaptive, pad_stride=args.eas_pad,
                                     merge=None if args.eas_reduce is None else args.eas_reduce == "merge").items()
@@ -227,8 +227,8 @@ def load_whisper(args):
 def cmd_transcribe(args) -> int:
     from tqdm import tqdm
 
-    from .audio import RawFormat, probe_duration
-    from .outputs import WRITERS
+    from .io.audio import RawFormat, probe_duration
+    from .io.outputs import WRITERS
 
     fmt = args.output_format or ("all" if args.output_dir else "txt")
     if fmt == "all" and not args.output_dir:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from .io.audio import SAMPLE_RATE, load_audio
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, char_errors, corpus_wer, word_errors
 

@@ -225,7 +225,7 @@ def hardware_string(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
-    from .profiles import cpu_name
+    from .io.profiles import cpu_name
 
     return f"{cpu_name()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}"
 
@@ -655,7 +655,7 @@ def write_markdown(outcome: Outcome, path: Path) -> None:
 
 
 def make_profile(outcome: Outcome):
-    from .profiles import Profile
+    from .io.profiles import Profile
 
     p, m, b = outcome.pick, outcome.model, outcome.baseline
     # dense as a profile: a 0-sparsity stage runs the exact dense path, and tells `--eas auto` that
@@ -696,7 +696,7 @@ def write_outputs(outcome: Outcome, out_dir: Path, save_profile: bool = True, pl
     profile = make_profile(outcome)
     written.append(profile.save(out_dir / "profile.json"))
     if save_profile:
-        from .profiles import user_profile_dir
+        from .io.profiles import user_profile_dir
 
         written.append(profile.save(user_profile_dir() / profile_filename(outcome.model)))
     return written

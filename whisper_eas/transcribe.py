@@ -19,11 +19,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from .audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
+from .io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
                     RawFormat, probe_duration)
 from .network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
 from .network.eas import EASConfig, parse_eas
-from .loading import DEFAULT_MODEL, LoadedModel, load_model
+from .io.loading import DEFAULT_MODEL, LoadedModel, load_model
 from .network.model import TokenSet
 from .network.timing import TIME_PRECISION
 from .network.tokenizer import Tokenizer
@@ -99,7 +99,7 @@ class WhisperModel:
     def _resolve_eas(self, eas, device) -> Optional[EASConfig]:
         """'auto': the saved search profile for these weights on this device (dense if none)."""
         if isinstance(eas, str) and eas.strip().lower() == "auto":
-            from .profiles import find_profile
+            from .io.profiles import find_profile
 
             profile = find_profile(self.loaded.name, self.loaded.fingerprint, device, self.compute_type)
             if profile is None:

@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .network.model import ModelDimensions, Whisper, sinusoids
-from .network.quantize import apply_compute_type, resolve_compute_type
-from .network.tokenizer import LANGUAGES, Tokenizer
+from ..network.model import ModelDimensions, Whisper, sinusoids
+from ..network.quantize import apply_compute_type, resolve_compute_type
+from ..network.tokenizer import LANGUAGES, Tokenizer
 
 
 class ModelError(Exception):

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .network.eas import EASConfig, parse_eas
+from ..network.eas import EASConfig, parse_eas
 
 FORMAT = "whisper-eas-profile/1"
-SHIPPED_DIR = Path(__file__).parent / "profiles"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "profiles"  # whisper_eas/profiles/*.json
 
 
 def cpu_name() -> str:
