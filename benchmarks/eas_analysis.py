@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from whisper_eas.io.audio import AudioWindows  # noqa: E402
 from whisper_eas.network.decoding import Decoder, DecodingOptions  # noqa: E402
 from whisper_eas.network.eas import parse_eas  # noqa: E402
-from whisper_eas.manifest import load_dataset  # noqa: E402
-from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
+from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
+from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
-from whisper_eas.bench import ct2_directory  # noqa: E402
-from whisper_eas.manifest import load_dataset  # noqa: E402
-from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
+from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas.evaluation.bench import ct2_directory  # noqa: E402
+from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
+from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
 
 
 def run_ours(model, utterances, threads, padding):

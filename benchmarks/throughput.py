@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from whisper_eas.bench import machine_description  # noqa: E402
-from whisper_eas.evaluate import EVAL_OPTIONS  # noqa: E402
-from whisper_eas.manifest import load_dataset  # noqa: E402
-from whisper_eas.metrics import corpus_wer, word_errors  # noqa: E402
+from whisper_eas.evaluation.bench import machine_description  # noqa: E402
+from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
+from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
 from whisper_eas.transcribe import WhisperModel  # noqa: E402
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.bench import EngineRun, render_table
+from whisper_eas.evaluation.bench import EngineRun, render_table
 from whisper_eas.cli import main
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from whisper_eas.metrics import corpus_wer, longest_repeat, word_errors
+from whisper_eas.evaluation.metrics import corpus_wer, longest_repeat, word_errors
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Tests for whisper_eas.manifest: every accepted format and every error message."""
+"""Tests for whisper_eas.evaluation.manifest: every accepted format and every error message."""
 
 import json
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from whisper_eas.manifest import ManifestError, Utterance, load_dataset
+from whisper_eas.evaluation.manifest import ManifestError, Utterance, load_dataset
 
 
 def touch(path: Path, data: bytes = b"RIFF fake audio") -> Path:

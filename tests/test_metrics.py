@@ -1,4 +1,4 @@
-"""Tests for whisper_eas.metrics: normalization, WER/CER counts, bootstrap."""
+"""Tests for whisper_eas.evaluation.metrics: normalization, WER/CER counts, bootstrap."""
 
 import dataclasses
 import math
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from whisper_eas.metrics import (
+from whisper_eas.evaluation.metrics import (
     BootstrapResult,
     ErrorCounts,
     char_errors,
@@ -296,7 +296,7 @@ def test_bootstrap_with_some_empty_references():
 
 
 def test_longest_repeat_finds_loops_not_ordinary_speech():
-    from whisper_eas.metrics import longest_repeat
+    from whisper_eas.evaluation.metrics import longest_repeat
 
     assert longest_repeat("") == 1
     assert longest_repeat("ask not what your country can do for you, ask what you can do") == 1

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_eas.evaluate import EVAL_OPTIONS
-from whisper_eas.manifest import load_dataset
-from whisper_eas.metrics import corpus_wer, word_errors
+from whisper_eas.evaluation.evaluate import EVAL_OPTIONS
+from whisper_eas.evaluation.manifest import load_dataset
+from whisper_eas.evaluation.metrics import corpus_wer, word_errors
 
 pytestmark = pytest.mark.slow
 
 
 def test_dense_tiny_en_matches_faster_whisper_on_dev_short(tiny, corpus):
     faster_whisper = pytest.importorskip("faster_whisper")
-    from whisper_eas.bench import ct2_directory
+    from whisper_eas.evaluation.bench import ct2_directory
 
     utterances = load_dataset(str(corpus / "dev-short.jsonl"))
     fw = faster_whisper.WhisperModel(ct2_directory("tiny.en"), device="cpu", compute_type="float32", cpu_threads=2)

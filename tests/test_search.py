@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from whisper_eas import search
-from whisper_eas.evaluate import EvalResult, UtteranceResult
-from whisper_eas.manifest import Utterance
-from whisper_eas.metrics import ErrorCounts
-from whisper_eas.search import (DENSE, Cache, CacheMismatch, GridSpec, ModelInfo, Row, Settings,
+from whisper_eas.evaluation import search
+from whisper_eas.evaluation.evaluate import EvalResult, UtteranceResult
+from whisper_eas.evaluation.manifest import Utterance
+from whisper_eas.evaluation.metrics import ErrorCounts
+from whisper_eas.evaluation.search import (DENSE, Cache, CacheMismatch, GridSpec, ModelInfo, Row, Settings,
                                 build_grid, pareto_front, pick, run_search, write_outputs)
 
 

@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eas_flags(t)
     t.set_defaults(handler=cmd_transcribe)
 
-    from .bench import add_bench_parser
-    from .evaluate import add_eval_parser
-    from .search import add_search_parser
+    from .evaluation.bench import add_bench_parser
+    from .evaluation.evaluate import add_eval_parser
+    from .evaluation.search import add_search_parser
 
     add_eval_parser(sub, _add_model_flags, _add_eas_flags)
     add_search_parser(sub, _add_model_flags)

@@ -54,7 +54,7 @@ def _peak_rss_mb() -> float:
 
 def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     from .evaluate import EVAL_OPTIONS
-    from .transcribe import WhisperModel
+    from ..transcribe import WhisperModel
 
     _, compute, *rest = spec.split(":", 2)
     eas_text = rest[0] if rest else None  # None: dense; "auto": the profile WhisperModel looks up
@@ -101,7 +101,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int, devic
     import torch
     import whisper as openai_whisper  # the openai-whisper package
 
-    from .io.loading import _read_any
+    from ..io.loading import _read_any
 
     dims, state, *_ = _read_any(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,8 +124,8 @@ def _transformers(spec: str, model: str, files: List[str], threads: int, device:
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from .io.audio import load_audio, log_mel_spectrogram
-    from .io.loading import _read_any, load_model
+    from ..io.audio import load_audio, log_mel_spectrogram
+    from ..io.loading import _read_any, load_model
 
     dims, state, *_ = _read_any(model)
     tokenizer = load_model(model).tokenizer
@@ -194,7 +194,7 @@ REQUIRES = {"faster-whisper": "faster_whisper", "openai-whisper": "whisper", "tr
 
 def ct2_directory(model: str) -> str:
     """A CTranslate2 directory for `model` (bundled base is assembled from its two parts once)."""
-    from .io.loading import _bundled
+    from ..io.loading import _bundled
 
     if os.path.isdir(model):
         return model
@@ -219,7 +219,7 @@ def ct2_directory(model: str) -> str:
 
 
 def worker_main(argv: List[str]) -> int:
-    """python -m whisper_eas.bench --worker ENGINE MODEL THREADS DEVICE FILELIST -> JSON on stdout."""
+    """python -m whisper_eas.evaluation.bench --worker ENGINE MODEL THREADS DEVICE FILELIST -> JSON on stdout."""
     engine, model, threads, device, filelist = argv
     import torch
 
@@ -249,7 +249,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
         filelist = f.name
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, "-m", "whisper_eas.bench", "--worker", engine, model, str(threads),
+        proc = subprocess.run([sys.executable, "-m", "whisper_eas.evaluation.bench", "--worker", engine, model, str(threads),
                                device, filelist], capture_output=True, text=True, env=env)
     finally:
         os.unlink(filelist)
@@ -264,7 +264,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
 def machine_description(threads: int, device: str = "cpu") -> str:
     import torch
 
-    from .io.profiles import cpu_name
+    from ..io.profiles import cpu_name
 
     gpu = ""
     if device.startswith("cuda") and torch.cuda.is_available():  # every GPU figure names its card

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .network.eas import SCORES, EASConfig, Stage, parse_eas
+from ..network.eas import SCORES, EASConfig, Stage, parse_eas
 from .evaluate import EVAL_OPTIONS, EvalResult, evaluate
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, corpus_wer, paired_bootstrap
@@ -225,7 +225,7 @@ def hardware_string(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
-    from .io.profiles import cpu_name
+    from ..io.profiles import cpu_name
 
     return f"{cpu_name()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}"
 
@@ -655,7 +655,7 @@ def write_markdown(outcome: Outcome, path: Path) -> None:
 
 
 def make_profile(outcome: Outcome):
-    from .io.profiles import Profile
+    from ..io.profiles import Profile
 
     p, m, b = outcome.pick, outcome.model, outcome.baseline
     # dense as a profile: a 0-sparsity stage runs the exact dense path, and tells `--eas auto` that
@@ -696,7 +696,7 @@ def write_outputs(outcome: Outcome, out_dir: Path, save_profile: bool = True, pl
     profile = make_profile(outcome)
     written.append(profile.save(out_dir / "profile.json"))
     if save_profile:
-        from .io.profiles import user_profile_dir
+        from ..io.profiles import user_profile_dir
 
         written.append(profile.save(user_profile_dir() / profile_filename(outcome.model)))
     return written
@@ -793,7 +793,7 @@ def _header_key(d: Path) -> Optional[dict]:
 
 
 def cmd_search(args) -> int:
-    from .cli import CLIError, load_whisper
+    from ..cli import CLIError, load_whisper
 
     if args.limit is not None and args.limit < 1:
         raise CLIError("--limit must be >= 1")
