@@ -30,7 +30,7 @@ from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
 
 
 def run_ours(model, utterances, threads, padding):
-    from whisper_eas.transcribe import WhisperModel
+    from whisper_eas.pipeline.runner import WhisperModel
 
     whisper = WhisperModel(model, cpu_threads=threads, eas=None)
     opts = dict(EVAL_OPTIONS, padding=padding)

@@ -28,7 +28,7 @@ from components import five_second_clips, median_time  # noqa: E402
 from whisper_eas.io.audio import AudioWindows, load_audio, log_mel_spectrogram  # noqa: E402
 from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
-from whisper_eas.transcribe import WhisperModel  # noqa: E402
+from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_SHORT = ROOT / "data" / "corpus" / "dev-short.jsonl"

@@ -24,7 +24,7 @@ from whisper_eas.evaluation.bench import machine_description  # noqa: E402
 from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
-from whisper_eas.transcribe import WhisperModel  # noqa: E402
+from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
 
 
 def main():

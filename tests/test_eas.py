@@ -247,7 +247,7 @@ def test_scoring_attention_equals_plain_attention_and_its_probabilities():
 
 
 def test_similar_length_groups_split_mixed_lengths_only_with_the_padding_rule():
-    from whisper_eas.transcribe import similar_length_groups
+    from whisper_eas.pipeline.runner import similar_length_groups
 
     pad = parse_eas("-1:0 pad=32")
     frames = [106, 328, 2539, 74, 235, 238, 177, 315]

@@ -212,7 +212,7 @@ def _suppress(text: str) -> tuple:
 
 
 def load_whisper(args):
-    from .transcribe import WhisperModel
+    from .pipeline.runner import WhisperModel
 
     if args.threads < 0:
         raise CLIError("--threads must be >= 0")

@@ -54,7 +54,7 @@ def _peak_rss_mb() -> float:
 
 def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
     from .evaluate import EVAL_OPTIONS
-    from ..transcribe import WhisperModel
+    from ..pipeline.runner import WhisperModel
 
     _, compute, *rest = spec.split(":", 2)
     eas_text = rest[0] if rest else None  # None: dense; "auto": the profile WhisperModel looks up

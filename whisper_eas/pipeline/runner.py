@@ -19,15 +19,15 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from .io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
+from ..io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
                     RawFormat, probe_duration)
-from .network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
-from .network.eas import EASConfig, parse_eas
-from .io.loading import DEFAULT_MODEL, LoadedModel, load_model
-from .network.model import TokenSet
-from .network.timing import TIME_PRECISION
-from .network.tokenizer import Tokenizer
-from .types import FileResult, Segment, TranscriptionInfo, Word  # noqa: F401
+from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
+from ..network.eas import EASConfig, parse_eas
+from ..io.loading import DEFAULT_MODEL, LoadedModel, load_model
+from ..network.model import TokenSet
+from ..network.timing import TIME_PRECISION
+from ..network.tokenizer import Tokenizer
+from ..types import FileResult, Segment, TranscriptionInfo, Word  # noqa: F401
 
 
 
@@ -99,7 +99,7 @@ class WhisperModel:
     def _resolve_eas(self, eas, device) -> Optional[EASConfig]:
         """'auto': the saved search profile for these weights on this device (dense if none)."""
         if isinstance(eas, str) and eas.strip().lower() == "auto":
-            from .io.profiles import find_profile
+            from ..io.profiles import find_profile
 
             profile = find_profile(self.loaded.name, self.loaded.fingerprint, device, self.compute_type)
             if profile is None:
@@ -461,7 +461,7 @@ class _Runner:
                 no_speech_prob=result.no_speech_prob, words=None, temperature=result.temperature,
             ))
         if opts.word_timestamps and segments:
-            from .network.timing import add_word_timestamps
+            from ..network.timing import add_word_timestamps
 
             job.last_speech_end = add_word_timestamps(
                 self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)), segments, n_frames,
