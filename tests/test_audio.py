@@ -12,7 +12,8 @@ import soundfile as sf
 
 av = pytest.importorskip("av")
 
-from whisper_eas.io.audio import (HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, AudioWindows,
+from whisper_eas.errors import AudioError
+from whisper_eas.io.audio import (HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioWindows,
                                RawFormat, load_audio, log_mel_spectrogram, mel_filters, probe_duration,
                                stream_audio)
 

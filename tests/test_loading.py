@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from whisper_eas.io.loading import ModelError, load_model
+from whisper_eas.errors import ModelError
+from whisper_eas.io.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 JFK = ROOT / "samples" / "jfk.flac"

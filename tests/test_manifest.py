@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from whisper_eas.evaluation.manifest import ManifestError, Utterance, load_dataset
+from whisper_eas.errors import ManifestError
+from whisper_eas.evaluation.manifest import Utterance, load_dataset
 
 
 def touch(path: Path, data: bytes = b"RIFF fake audio") -> Path:

@@ -11,7 +11,8 @@ from whisper_eas.evaluation import search
 from whisper_eas.evaluation.evaluate import EvalResult, UtteranceResult
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.metrics import ErrorCounts
-from whisper_eas.evaluation.search import (DENSE, Cache, CacheMismatch, GridSpec, ModelInfo, Row, Settings,
+from whisper_eas.errors import SearchCacheError
+from whisper_eas.evaluation.search import (DENSE, Cache, GridSpec, ModelInfo, Row, Settings,
                                 build_grid, pareto_front, pick, run_search, write_outputs)
 
 
@@ -243,9 +244,9 @@ def test_a_cache_of_other_settings_is_refused(tmp_path):
     candidates = build_grid(GridSpec(layers=(0,), sparsities=(0.5,)), n_layers=4)
     _run(tmp_path, FakeEvaluator(), candidates)
     other = Settings(dataset="synthetic.jsonl", repeats=3)
-    with pytest.raises(CacheMismatch, match="differs in: repeats"):
+    with pytest.raises(SearchCacheError, match="differs in: repeats"):
         run_search(object(), MODEL, UTTS, candidates, tmp_path / "out", other, evaluate_fn=FakeEvaluator())
-    with pytest.raises(CacheMismatch, match="differs in: fingerprint"):
+    with pytest.raises(SearchCacheError, match="differs in: fingerprint"):
         run_search(object(), ModelInfo("fake", "0" * 16, "cpu", "float32", 4), UTTS, candidates,
                    tmp_path / "out", _settings(), evaluate_fn=FakeEvaluator())
 
@@ -254,7 +255,7 @@ def test_two_searches_cannot_share_an_output_dir(tmp_path):
     candidates = build_grid(GridSpec(layers=(0,), sparsities=(0.5,)), n_layers=4)
     key = search.cache_key(MODEL, "synthetic.jsonl", UTTS, None, {}, 1)
     with Cache(tmp_path / "out" / "results.jsonl", key):
-        with pytest.raises(CacheMismatch, match="in use by another running search"):
+        with pytest.raises(SearchCacheError, match="in use by another running search"):
             _run(tmp_path, FakeEvaluator(), candidates)
     _run(tmp_path, FakeEvaluator(), candidates)  # the lock went with the first one
 

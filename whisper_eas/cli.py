@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
+from .errors import OptionsError, UserError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2 (1 for partial batch failures)."""
 
 
 def _flag(parser, *names, **kwargs):
@@ -116,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with 2
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -127,28 +126,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as e:  # every failure is one line; WHISPER_EAS_DEBUG=1 shows the traceback
-        if os.environ.get("WHISPER_EAS_DEBUG"):
-            raise
-        print(f"whisper-eas: error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(e, (CLIError, ValueError)) or _is_user_error(e) else EXIT_FAILED
+    except UserError as e:  # the user's to fix: one line, exit 2
+        print(f"whisper-eas: error: {_one_line(str(e) or type(e).__name__)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # a bug: one line, exit 1; the traceback with --verbose or WHISPER_EAS_DEBUG=1
+        if getattr(args, "verbose", False) or os.environ.get("WHISPER_EAS_DEBUG"):
+            traceback.print_exc()
+        print(f"whisper-eas: error: {_one_line(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+        return EXIT_FAILED
 
 
-def _is_user_error(e: Exception) -> bool:
-    from .io.audio import AudioError
-    from .io.loading import ModelError
-
-    return isinstance(e, (AudioError, ModelError))
-
-
-def _one_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    from .io.audio import AudioError
-    from .io.loading import ModelError
-
-    if not isinstance(e, (CLIError, ValueError, AudioError, ModelError)):
-        text = f"{type(e).__name__}: {text}"
-    return " ".join(text.split())
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +155,9 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
                                     merge=None if args.eas_reduce is None else args.eas_reduce == "merge").items()
               if v is not None}
     if args.profile and args.eas is not None:
-        raise CLIError("give either --eas or --profile, not both")
+        raise OptionsError("give either --eas or --profile, not both")
     if extras and args.eas is None and not args.profile:
-        raise CLIError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S (or a profile)")
+        raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S (or a profile)")
     if args.profile:
         config = load_profile(args.profile).eas
     elif args.eas is None or args.eas == "auto":
@@ -186,7 +175,7 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
         config = parse_eas(args.eas)
     if config is None:
         if extras:
-            raise CLIError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
+            raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
         return None
     return replace(config, **extras) if extras else config
 
@@ -196,7 +185,7 @@ def _temperatures(args) -> tuple:
         return (args.temperature,)
     step = args.temperature_increment_on_fallback
     if step <= 0:
-        raise CLIError("--temperature-increment-on-fallback must be > 0 (or 'none')")
+        raise OptionsError("--temperature-increment-on-fallback must be > 0 (or 'none')")
     temps, t = [], args.temperature
     while t <= 1.0 + 1e-6:
         temps.append(round(t, 4))
@@ -208,19 +197,19 @@ def _suppress(text: str) -> tuple:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise CLIError(f"--suppress-tokens takes comma-separated integers, got {text!r}") from None
+        raise OptionsError(f"--suppress-tokens takes comma-separated integers, got {text!r}") from None
 
 
 def load_whisper(args):
     from .pipeline.runner import WhisperModel
 
     if args.threads < 0:
-        raise CLIError("--threads must be >= 0")
+        raise OptionsError("--threads must be >= 0")
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise CLIError("--device cuda: no CUDA device is available here (use --device cpu)")
+            raise OptionsError("--device cuda: no CUDA device is available here (use --device cpu)")
     return WhisperModel(args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.threads)
 
 
@@ -232,16 +221,16 @@ def cmd_transcribe(args) -> int:
 
     fmt = args.output_format or ("all" if args.output_dir else "txt")
     if fmt == "all" and not args.output_dir:
-        raise CLIError("--output-format all needs --output-dir")
+        raise OptionsError("--output-format all needs --output-dir")
     if args.batch_size < 1:
-        raise CLIError("--batch-size must be >= 1")
+        raise OptionsError("--batch-size must be >= 1")
     if args.beam_size < 1 or args.best_of < 1:
-        raise CLIError("--beam-size and --best-of must be >= 1")
+        raise OptionsError("--beam-size and --best-of must be >= 1")
     raw = RawFormat(args.sample_rate, args.channels) if args.raw else None
     if args.output_dir:
         out_dir = Path(args.output_dir)
         if out_dir.exists() and not out_dir.is_dir():
-            raise CLIError(f"--output-dir {out_dir} exists and is not a directory")
+            raise OptionsError(f"--output-dir {out_dir} exists and is not a directory")
         out_dir.mkdir(parents=True, exist_ok=True)
 
     whisper = load_whisper(args)
@@ -264,9 +253,9 @@ def cmd_transcribe(args) -> int:
             language_code(args.language)
             whisper.tokenizer.with_language(args.language, args.task)
         except ValueError as e:
-            raise CLIError(f"--language: {e}") from None
+            raise OptionsError(f"--language: {e}") from None
     elif args.task == "translate" and not whisper.tokenizer.multilingual:
-        raise CLIError("--task translate needs a multilingual model (e.g. --model base)")
+        raise OptionsError("--task translate needs a multilingual model (e.g. --model base)")
     settings = {"model": args.model, "device": args.device, "compute_type": args.compute_type,
                 **{k: v for k, v in options.items() if k != "eas"},
                 "eas": None if eas is None else eas.describe()}
@@ -300,13 +289,13 @@ def cmd_transcribe(args) -> int:
             sys.stdout.flush()
     bar.close()
     if failures and len(args.files) == 1:  # a single input: one line, like any other error
-        print(f"whisper-eas: error: {_one_line_str(failures[0])}", file=sys.stderr)
+        print(f"whisper-eas: error: {_one_line(failures[0])}", file=sys.stderr)
         return EXIT_FAILED
     if failures:
         ok = len(args.files) - len(failures)
         print(f"whisper-eas: {len(failures)} of {len(args.files)} files failed ({ok} transcribed):", file=sys.stderr)
         for message in failures:
-            print(f"  {_one_line_str(message)}", file=sys.stderr)
+            print(f"  {_one_line(message)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -318,10 +307,6 @@ def _in_input_order(results):
         while next_index in waiting:
             yield waiting.pop(next_index)
             next_index += 1
-
-
-def _one_line_str(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..errors import ManifestError, ModelError, OptionsError, UserError
+
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
 DEFAULT_CUDA_ENGINES = ("ours:float16,ours:float16:auto,ours:float16:-1:0 pad=16,ours:float16:0:0.5,"
                         "faster-whisper:float16,faster-whisper:int8_float16")
@@ -200,7 +202,7 @@ def ct2_directory(model: str) -> str:
         return model
     files = _bundled(model)
     if files is None:
-        raise ValueError(f"faster-whisper needs a CTranslate2 directory or a bundled model, not {model!r}")
+        raise ModelError(f"faster-whisper needs a CTranslate2 directory or a bundled model, not {model!r}")
     tok_dir, *bins = files
     if len(bins) == 1:
         return str(tok_dir)
@@ -226,7 +228,11 @@ def worker_main(argv: List[str]) -> int:
     torch.set_num_threads(int(threads))
     files = Path(filelist).read_text().splitlines()
     kind = engine.split(":", 1)[0]
-    result = WORKERS[kind](engine, model, files, int(threads), device)
+    try:
+        result = WORKERS[kind](engine, model, files, int(threads), device)
+    except UserError as e:  # one line for the driver's list of failures, as the command line prints it
+        print(e, file=sys.stderr)
+        return 2
     result["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
     return 0
@@ -238,7 +244,7 @@ def worker_main(argv: List[str]) -> int:
 def run_engine(engine: str, model: str, files: List[str], threads: int, device: str = "cpu") -> EngineRun:
     kind = engine.split(":", 1)[0]
     if kind not in WORKERS:
-        raise ValueError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
+        raise OptionsError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
                          f"openai-whisper or transformers")
     import importlib.util
 
@@ -320,14 +326,14 @@ def cmd_bench(args) -> int:
     else:
         utterances = load_dataset(args.dataset, limit=args.limit)
     if any(u.start is not None or u.end is not None for u in utterances):
-        raise ValueError("bench times whole files: the manifest must not cut utterances with start/end")
+        raise ManifestError("bench times whole files: the manifest must not cut utterances with start/end")
     files = [u.audio for u in utterances]
     cuda = args.device.startswith("cuda")
     if cuda:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: no CUDA device is available")
+            raise OptionsError(f"--device {args.device}: no CUDA device is available")
     spec = args.engines or (DEFAULT_CUDA_ENGINES if cuda else DEFAULT_ENGINES)
     baseline = args.baseline or ("faster-whisper:float16" if cuda else "faster-whisper:int8")
     engines = [e.strip() for e in spec.split(",") if e.strip()]

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import OptionsError
 from ..io.audio import SAMPLE_RATE, load_audio
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, char_errors, corpus_wer, word_errors
@@ -135,10 +136,10 @@ def add_eval_parser(sub, add_model_flags, add_eas_flags) -> None:
 def cmd_eval(args) -> int:
     from tqdm import tqdm
 
-    from ..cli import CLIError, load_whisper, resolve_eas
+    from ..cli import load_whisper, resolve_eas
 
     if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be >= 1")
+        raise OptionsError("--limit must be >= 1")
     utterances = load_dataset(args.dataset, limit=args.limit)
     whisper = load_whisper(args)
     eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet,

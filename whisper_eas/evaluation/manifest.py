@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import ManifestError, OptionsError
+
 __all__ = ["AUDIO_EXTENSIONS", "ManifestError", "Utterance", "load_dataset"]
 
 #: Extensions picked up as audio when a folder is given (lower case, with the dot).
@@ -42,10 +44,6 @@ _JSONL_EXTENSIONS = (".jsonl", ".ndjson", ".json")
 _TSV_EXTENSIONS = (".tsv",)
 # Column names tried, in order, for the transcript of a Hugging Face dataset.
 _HF_TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
-
-
-class ManifestError(ValueError):
-    """A dataset spec or manifest that cannot be used; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def load_dataset(spec: str, limit: int | None = None, *, cache_dir: str | None =
     ``$WHISPER_EAS_CACHE`` or ``~/.cache/whisper_eas``, under ``hf/``).
     """
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+        raise OptionsError(f"limit must be >= 0, got {limit}")
     if spec.startswith("hf:"):
         return _load_hf(spec, limit, cache_dir)
 

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import OptionsError, SearchCacheError
 from ..network.eas import SCORES, EASConfig, Stage, parse_eas
 from .evaluate import EVAL_OPTIONS, EvalResult, evaluate
 from .manifest import Utterance, load_dataset
@@ -89,9 +90,9 @@ def build_grid(spec: GridSpec, n_layers: int) -> Tuple[Candidate, ...]:
     layers = _check_layers(spec.layers, n_layers)
     for score in spec.scores:
         if score not in SCORES:
-            raise ValueError(f"unknown EAS score {score!r}: use one of {', '.join(SCORES)}")
+            raise OptionsError(f"unknown EAS score {score!r}: use one of {', '.join(SCORES)}")
     if spec.reduce not in ("merge", "drop", "both"):
-        raise ValueError(f"--reduce must be merge, drop or both, got {spec.reduce!r}")
+        raise OptionsError(f"--reduce must be merge, drop or both, got {spec.reduce!r}")
     merges = {"merge": (True,), "drop": (False,), "both": (True, False)}[spec.reduce]
     grid: List[Tuple[EASConfig, str]] = []
     for score in spec.scores:
@@ -115,7 +116,7 @@ def build_grid(spec: GridSpec, n_layers: int) -> Tuple[Candidate, ...]:
             seen.add(key)
             candidates.append(Candidate(key, config, family, len(candidates)))
     if len(candidates) == 1:
-        raise ValueError("the search grid is empty: give --layers and --sparsities, --adaptive or --extra")
+        raise OptionsError("the search grid is empty: give --layers and --sparsities, --adaptive or --extra")
     return tuple(candidates)
 
 
@@ -124,7 +125,7 @@ def _check_layers(layers: Optional[Sequence[int]], n_layers: int) -> Tuple[int, 
         return tuple(range(n_layers))
     for l in layers:
         if not 0 <= l < n_layers:
-            raise ValueError(f"layer {l} is out of range: this encoder has blocks 0..{n_layers - 1}")
+            raise OptionsError(f"layer {l} is out of range: this encoder has blocks 0..{n_layers - 1}")
     return tuple(dict.fromkeys(layers))
 
 
@@ -242,10 +243,6 @@ def cache_key(model: ModelInfo, dataset: str, utterances: Sequence[Utterance], l
         "decoding": decoding, "repeats": repeats}, sort_keys=True))
 
 
-class CacheMismatch(ValueError):
-    pass
-
-
 class Cache:
     """Append-only JSON Lines; a line torn by a kill mid-write is cut off on the next open. Used as
     a context manager, it holds an exclusive lock on the file so two searches cannot share it."""
@@ -282,10 +279,10 @@ class Cache:
                 f.truncate(len(complete.encode("utf-8")))
         lines = [json.loads(line) for line in complete.splitlines() if line.strip()]
         if not lines or lines[0].get("type") != "header" or lines[0].get("format") != CACHE_FORMAT:
-            raise CacheMismatch(f"{self.path}: not a whisper-eas search cache; use another --output-dir")
+            raise SearchCacheError(f"{self.path}: not a whisper-eas search cache; use another --output-dir")
         differs = sorted(k for k in set(self.key) | set(lines[0]["key"]) if self.key.get(k) != lines[0]["key"].get(k))
         if differs:
-            raise CacheMismatch(f"{self.path} holds a search with other settings (differs in: {', '.join(differs)}); "
+            raise SearchCacheError(f"{self.path} holds a search with other settings (differs in: {', '.join(differs)}); "
                                 "use another --output-dir")
         for row in lines[1:]:
             m = Measurement.from_json(row)
@@ -310,7 +307,7 @@ def _lock(f, path: Path) -> None:
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        raise CacheMismatch(f"{path} is in use by another running search; wait for it or use another "
+        raise SearchCacheError(f"{path} is in use by another running search; wait for it or use another "
                             "--output-dir") from None
 
 
@@ -390,7 +387,7 @@ class Pick:
 def pick(rows: Sequence[Row], budget: float = 0.01, relative: bool = False) -> Pick:
     """The fastest row whose WER loss vs dense is within the budget (ties: see rank_key)."""
     if budget < 0:
-        raise ValueError(f"the WER budget must be >= 0, got {budget}")
+        raise OptionsError(f"the WER budget must be >= 0, got {budget}")
     dense = next((r for r in rows if r.is_dense), None)
     if dense is None:
         raise ValueError("pick: the rows have no dense baseline")
@@ -517,9 +514,9 @@ def run_search(whisper, model: ModelInfo, utterances: Sequence[Utterance], candi
                ) -> Outcome:
     """Measure every candidate not yet in out_dir/results.jsonl, then summarize."""
     if settings.repeats < 1:
-        raise ValueError("--repeats must be >= 1")
+        raise OptionsError("--repeats must be >= 1")
     if not utterances:
-        raise ValueError("the dataset has no utterances")
+        raise OptionsError("the dataset has no utterances")
     key = cache_key(model, settings.dataset, utterances, settings.limit, settings.options, settings.repeats)
     with Cache(Path(out_dir) / "results.jsonl", key) as cache:
         plan = [(c, c.key) for c in candidates] + [(candidates[0], DENSE_END)]
@@ -753,9 +750,9 @@ def parse_list(text: Optional[str], kind, flag: str) -> Optional[Tuple]:
     try:
         values = tuple(kind(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
-        raise ValueError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
+        raise OptionsError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
     if not values:
-        raise ValueError(f"{flag} is empty")
+        raise OptionsError(f"{flag} is empty")
     return values
 
 
@@ -763,11 +760,11 @@ def grid_spec(args) -> GridSpec:
     sparsities = parse_list(args.sparsities, float, "--sparsities") or DEFAULT_SPARSITIES
     for s in sparsities:
         if not 0.0 <= s < 1.0:
-            raise ValueError(f"--sparsities: {s:g} is not in [0, 1)")
+            raise OptionsError(f"--sparsities: {s:g} is not in [0, 1)")
     scores = parse_list(args.scores, str, "--scores")
     for score in scores:
         if score not in SCORES:
-            raise ValueError(f"--scores: unknown score {score!r}: use one of {', '.join(SCORES)}")
+            raise OptionsError(f"--scores: unknown score {score!r}: use one of {', '.join(SCORES)}")
     return GridSpec(layers=parse_list(args.layers, int, "--layers"),
                     sparsities=tuple(round(s, 6) for s in sparsities), scores=scores, reduce=args.reduce,
                     adaptive=parse_list(args.adaptive, float, "--adaptive") or (),
@@ -793,14 +790,14 @@ def _header_key(d: Path) -> Optional[dict]:
 
 
 def cmd_search(args) -> int:
-    from ..cli import CLIError, load_whisper
+    from ..cli import load_whisper
 
     if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be >= 1")
+        raise OptionsError("--limit must be >= 1")
     if args.repeats < 1:
-        raise CLIError("--repeats must be >= 1")
+        raise OptionsError("--repeats must be >= 1")
     if args.budget < 0:
-        raise CLIError("--budget must be >= 0")
+        raise OptionsError("--budget must be >= 0")
     spec = grid_spec(args)
     utterances = load_dataset(args.dataset, limit=args.limit)  # dataset errors before the model loads
     whisper = load_whisper(args)
@@ -814,7 +811,7 @@ def cmd_search(args) -> int:
     if args.output_dir:
         out_dir = Path(args.output_dir)
         if out_dir.exists() and not out_dir.is_dir():
-            raise CLIError(f"--output-dir {out_dir} exists and is not a directory")
+            raise OptionsError(f"--output-dir {out_dir} exists and is not a directory")
     else:
         key = cache_key(model, settings.dataset, utterances, settings.limit, settings.options, settings.repeats)
         out_dir, _ = default_output_dir(model.name, key)

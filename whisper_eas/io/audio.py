@@ -13,6 +13,8 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 
+from ..errors import AudioError, OptionsError
+
 SAMPLE_RATE = 16000
 N_FFT = 400
 HOP_LENGTH = 160
@@ -20,10 +22,6 @@ CHUNK_LENGTH = 30
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a window
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames per second
-
-
-class AudioError(Exception):
-    """The input cannot be read as audio; the message is one line meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class RawFormat:
 
     def __post_init__(self):
         if self.sample_rate <= 0 or not 1 <= self.channels <= 8:
-            raise ValueError("raw audio needs a positive sample rate and 1 to 8 channels")
+            raise OptionsError("raw audio needs a positive sample rate and 1 to 8 channels")
 
 
 AudioSource = Union[str, os.PathLike, np.ndarray]
@@ -114,11 +112,12 @@ def load_audio(source: AudioSource, raw: Optional[RawFormat] = None) -> np.ndarr
     blocks = list(stream_audio(source, raw))
     audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     if audio.size == 0:
-        raise AudioError(f"{_name(source)}: contains no audio samples")
+        raise AudioError(f"{source_name(source)}: contains no audio samples")
     return audio
 
 
-def _name(source: AudioSource) -> str:
+def source_name(source: AudioSource) -> str:
+    """How messages name an input: its path, or '<array>'."""
     return "<array>" if isinstance(source, np.ndarray) else os.fspath(source)
 
 
@@ -206,11 +205,11 @@ class AudioWindows:
     def __init__(self, source: AudioSource, raw: Optional[RawFormat] = None, n_mels: int = 80,
                  padding: str = "silence"):
         if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+            raise OptionsError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.padding = padding
         self.n_mels = n_mels
         self._blocks = stream_audio(source, raw)
-        self._name = _name(source)
+        self._name = source_name(source)
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0  # sample index of _buf[0]
         self._eof = False

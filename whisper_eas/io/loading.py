@@ -24,13 +24,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import ModelError
 from ..network.model import ModelDimensions, Whisper, sinusoids
 from ..network.quantize import apply_compute_type, resolve_compute_type
 from ..network.tokenizer import LANGUAGES, Tokenizer
-
-
-class ModelError(Exception):
-    """A model cannot be found or read; the message is one line meant for the user."""
 
 
 @dataclass
@@ -290,12 +287,15 @@ def read_ct2(parts: List[Path], config_path: Path):
     n_audio_layer, n_text_layer = layers("encoder"), layers("decoder")
     conv1, enc_pos = v["encoder/conv1/weight"], v["encoder/position_encodings/encodings"]
     emb, dec_pos = get("decoder/embeddings/weight"), v["decoder/position_encodings/encodings"]
-    dims = ModelDimensions(
-        n_mels=conv1.shape[1], n_audio_ctx=enc_pos.shape[0], n_audio_state=enc_pos.shape[1],
-        n_audio_head=int(v["encoder/num_heads"].item()), n_audio_layer=n_audio_layer,
-        n_vocab=emb.shape[0], n_text_ctx=dec_pos.shape[0], n_text_state=emb.shape[1],
-        n_text_head=int(v["decoder/num_heads"].item()), n_text_layer=n_text_layer,
-    )
+    try:
+        dims = ModelDimensions(
+            n_mels=conv1.shape[1], n_audio_ctx=enc_pos.shape[0], n_audio_state=enc_pos.shape[1],
+            n_audio_head=int(v["encoder/num_heads"].item()), n_audio_layer=n_audio_layer,
+            n_vocab=emb.shape[0], n_text_ctx=dec_pos.shape[0], n_text_state=emb.shape[1],
+            n_text_head=int(v["decoder/num_heads"].item()), n_text_layer=n_text_layer,
+        )
+    except ValueError as e:  # a zero size: a model.bin that is not a whole Whisper
+        raise ModelError(f"{parts[0]}: {e}") from None
     s = {}
 
     def linear(ct2, ours):
@@ -401,6 +401,8 @@ def read_hf(path: Path):
         )
     except KeyError as e:
         raise ModelError(f"{path}/config.json: missing Whisper field {e.args[0]}") from None
+    except ValueError as e:  # a zero or non-integer size
+        raise ModelError(f"{path}/config.json: {e}") from None
     raw, files = _read_hf_weights(path)
     state = {}
     for name, tensor in raw.items():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import ProfileError, UserError
 from ..network.eas import EASConfig, parse_eas
 
 FORMAT = "whisper-eas-profile/1"
@@ -64,10 +65,6 @@ class Profile:
         return path
 
 
-class ProfileError(ValueError):
-    pass
-
-
 def load_profile(path) -> Profile:
     path = Path(path)
     try:
@@ -104,7 +101,7 @@ def find_profile(model: str, fingerprint: str, device: str, compute_type: Option
     for path in _candidates():
         try:
             profile = load_profile(path)
-        except ValueError:
+        except UserError:
             continue  # a broken file in the cache must not stop transcription
         if profile.fingerprint == fingerprint and profile.device == kind:
             matches.append(profile)

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..errors import OptionsError
 from .model import DecoderCache, TokenSet, Whisper
 from .tokenizer import Tokenizer
 
@@ -31,15 +32,15 @@ class DecodingOptions:
 
     def __post_init__(self):
         if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+            raise OptionsError("temperature must be >= 0")
         if self.beam_size is not None and self.beam_size < 1:
-            raise ValueError("beam size must be >= 1")
+            raise OptionsError("beam size must be >= 1")
         if self.best_of is not None and self.best_of < 1:
-            raise ValueError("best_of must be >= 1")
+            raise OptionsError("best_of must be >= 1")
         if self.beam_size and self.beam_size > 1 and self.temperature > 0:
-            raise ValueError("beam search is deterministic: it takes temperature 0 only")
+            raise OptionsError("beam search is deterministic: it takes temperature 0 only")
         if self.patience is not None and (self.patience <= 0 or not self.beam_size or self.beam_size < 2):
-            raise ValueError("patience needs beam search and must be > 0")
+            raise OptionsError("patience needs beam search and must be > 0")
 
 
 @dataclass

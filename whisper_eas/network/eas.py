@@ -32,6 +32,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..errors import OptionsError
 from .model import AttentionRecord, TokenReducer, TokenSet
 
 
@@ -55,22 +56,22 @@ class EASConfig:
         object.__setattr__(self, "stages", tuple(sorted(self.stages, key=lambda s: s.layer)))
         layers = [s.layer for s in self.stages]
         if len(set(layers)) != len(layers):
-            raise ValueError("EAS: at most one stage per layer")
+            raise OptionsError("EAS: at most one stage per layer")
         for s in self.stages:
             if s.layer < -1:
-                raise ValueError(f"EAS layer {s.layer} is out of range (use -1 for the input, 0.. for blocks)")
+                raise OptionsError(f"EAS layer {s.layer} is out of range (use -1 for the input, 0.. for blocks)")
             if not 0.0 <= s.sparsity < 1.0:
-                raise ValueError(f"EAS sparsity must be in [0, 1), got {s.sparsity}")
+                raise OptionsError(f"EAS sparsity must be in [0, 1), got {s.sparsity}")
         if self.score not in SCORES:
-            raise ValueError(f"unknown EAS score {self.score!r}: use one of {', '.join(SCORES)}")
+            raise OptionsError(f"unknown EAS score {self.score!r}: use one of {', '.join(SCORES)}")
         if self.adaptive is not None and not 0.0 < self.adaptive <= 1.0:
-            raise ValueError(f"EAS adaptive mass must be in (0, 1], got {self.adaptive}")
+            raise OptionsError(f"EAS adaptive mass must be in (0, 1], got {self.adaptive}")
         if self.pad_stride is not None and self.pad_stride < 1:
-            raise ValueError("EAS padding stride must be >= 1")
+            raise OptionsError("EAS padding stride must be >= 1")
         if self.min_keep < 1:
-            raise ValueError("EAS min_keep must be >= 1")
+            raise OptionsError("EAS min_keep must be >= 1")
         if self.needs_attention and any(s.layer < 0 for s in self.stages if self._prunes(s)):
-            raise ValueError(f"EAS score {self.score!r} needs a block's attention: use a layer >= 0")
+            raise OptionsError(f"EAS score {self.score!r} needs a block's attention: use a layer >= 0")
 
     def _prunes(self, stage: Stage) -> bool:
         return stage.sparsity > 0 or self.adaptive is not None
@@ -87,7 +88,7 @@ class EASConfig:
     def check_layers(self, n_layers: int) -> None:
         for s in self.stages:
             if s.layer >= n_layers:
-                raise ValueError(f"EAS layer {s.layer} is out of range: this encoder has blocks 0..{n_layers - 1}")
+                raise OptionsError(f"EAS layer {s.layer} is out of range: this encoder has blocks 0..{n_layers - 1}")
 
     def describe(self) -> str:
         """The canonical string form, in the syntax parse_eas reads: defaults are left out, and so
@@ -140,11 +141,11 @@ def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
             elif key == "seed":
                 kwargs["seed"] = int(value)
             else:
-                raise ValueError(f"unknown EAS option {opt!r}")
-    except ValueError as e:
-        if "EAS" in str(e) or "unknown EAS option" in str(e):
+                raise OptionsError(f"unknown EAS option {opt!r}")
+    except ValueError as e:  # int()/float() of a bad number, or one of ours (an OptionsError)
+        if isinstance(e, OptionsError):
             raise
-        raise ValueError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
+        raise OptionsError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
                          f"[merge|drop] [adaptive=P] [pad=N], e.g. '1:0.5'") from None
     return EASConfig(tuple(stages), **kwargs)
 

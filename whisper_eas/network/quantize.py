@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import OptionsError
 from .model import Whisper
 
 COMPUTE_TYPES = ("default", "float32", "bfloat16", "float16", "int8")
@@ -58,12 +59,12 @@ def _quantize_linears(module: nn.Module, act_dtype: torch.dtype, skip: tuple = (
 
 def resolve_compute_type(compute_type: str, device: str) -> str:
     if compute_type not in COMPUTE_TYPES:
-        raise ValueError(f"unknown compute type {compute_type!r}: use one of {', '.join(COMPUTE_TYPES)}")
+        raise OptionsError(f"unknown compute type {compute_type!r}: use one of {', '.join(COMPUTE_TYPES)}")
     cuda = str(device).startswith("cuda")
     if compute_type == "default":
         return "float16" if cuda else "float32"
     if compute_type == "float16" and not cuda:
-        raise ValueError("float16 needs a CUDA device; on CPU use float32, bfloat16 or int8")
+        raise OptionsError("float16 needs a CUDA device; on CPU use float32, bfloat16 or int8")
     return compute_type
 
 

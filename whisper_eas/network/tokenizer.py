@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tokenizers
 
+from ..errors import OptionsError
+
 # Whisper's language codes in token order (openai-whisper's LANGUAGES); large-v3 adds "yue".
 LANGUAGES: Dict[str, str] = dict(
     en="english", zh="chinese", de="german", es="spanish", ru="russian", ko="korean", fr="french",
@@ -36,13 +38,13 @@ TO_LANGUAGE_CODE.update(burmese="my", valencian="ca", flemish="nl", haitian="ht"
 
 
 def language_code(language: str) -> str:
-    """'en', 'English' or 'english' -> 'en'; anything else raises ValueError."""
+    """'en', 'English' or 'english' -> 'en'; anything else raises OptionsError (a ValueError)."""
     key = language.strip().lower()
     if key in LANGUAGES:
         return key
     if key in TO_LANGUAGE_CODE:
         return TO_LANGUAGE_CODE[key]
-    raise ValueError(f"unknown language {language!r}")
+    raise OptionsError(f"unknown language {language!r}")
 
 
 class Tokenizer:
@@ -71,10 +73,10 @@ class Tokenizer:
             raise ValueError(f"tokenizer does not fit a Whisper vocabulary of {n_vocab} tokens")
         self.language_codes: List[str] = list(LANGUAGES)[: self.num_languages]
         if task not in ("transcribe", "translate"):
-            raise ValueError(f"task must be 'transcribe' or 'translate', got {task!r}")
+            raise OptionsError(f"task must be 'transcribe' or 'translate', got {task!r}")
         self.language = language_code(language) if language else None
         if not self.multilingual and (task == "translate" or (self.language or "en") != "en"):
-            raise ValueError("this model is English-only: it cannot translate or take another language")
+            raise OptionsError("this model is English-only: it cannot translate or take another language")
         self.task = task
 
     def with_language(self, language: Optional[str], task: Optional[str] = None) -> "Tokenizer":
@@ -83,7 +85,7 @@ class Tokenizer:
     def language_token(self, code: str) -> int:
         index = self.language_codes.index(code) if code in self.language_codes else -1
         if index < 0:
-            raise ValueError(f"language {code!r} is not supported by this model")
+            raise OptionsError(f"language {code!r} is not supported by this model")
         return self.sot + 1 + index
 
     @cached_property

@@ -19,7 +19,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from ..io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioError, AudioSource, AudioWindows,
+from ..errors import AudioError, OptionsError
+from ..io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioSource, AudioWindows,
                     RawFormat, probe_duration)
 from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
 from ..network.eas import EASConfig, parse_eas
@@ -64,11 +65,11 @@ class TranscribeOptions:
             temps = (float(temps),)
         object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
         if not self.temperature or any(t < 0 for t in self.temperature):
-            raise ValueError("temperatures must be a non-empty list of values >= 0")
+            raise OptionsError("temperatures must be a non-empty list of values >= 0")
         if self.beam_size < 1 or self.best_of < 1:
-            raise ValueError("beam size and best_of must be >= 1")
+            raise OptionsError("beam size and best_of must be >= 1")
         if self.task not in ("transcribe", "translate"):
-            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+            raise OptionsError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens or ()))
         if isinstance(self.eas, str):
             object.__setattr__(self, "eas", parse_eas(self.eas))
@@ -156,7 +157,7 @@ class WhisperModel:
         try:
             return TranscribeOptions(**kwargs)
         except TypeError as e:
-            raise ValueError(str(e).replace("__init__()", "transcribe()")) from None
+            raise OptionsError(str(e).replace("__init__()", "transcribe()")) from None
 
     @torch.inference_mode()
     def encode(self, features: torch.Tensor, audio_frames: Sequence[int], eas: Optional[EASConfig]) -> TokenSet:
@@ -226,7 +227,7 @@ class _Runner:
 
     def __init__(self, owner: WhisperModel, jobs: List[_Job], batch_size: int):
         if batch_size < 1:
-            raise ValueError("batch size must be >= 1")
+            raise OptionsError("batch size must be >= 1")
         self.owner = owner
         self.queue = list(jobs)
         self.batch_size = batch_size

@@ -1,0 +1,54 @@
+"""The one exception tree of whisper-eas (a leaf module: it imports nothing of ours).
+
+    WhisperEASError                 anything whisper-eas raises on purpose
+    └── UserError                   the user must fix something; the message is one line naming it
+        ├── AudioError              an input cannot be read as audio (io/audio.py only)
+        ├── ModelError              a model cannot be found or read
+        ├── ManifestError           a dataset spec or manifest cannot be used (also a ValueError)
+        ├── ProfileError            an EAS profile cannot be read, does not fit the model, or is
+        │                           refused for installation
+        ├── SearchCacheError        a search's results.jsonl belongs to other settings or is in use
+        └── OptionsError            an option has a bad value (also a ValueError, so callers
+                                    that catch ValueError keep working)
+
+The command line maps `UserError` to one line on stderr and exit status 2. Any other exception
+is a bug: exit status 1, one line, and the traceback with `--verbose` or WHISPER_EAS_DEBUG=1.
+A ValueError from torch or numpy is therefore never reported as the user's mistake.
+"""
+
+from __future__ import annotations
+
+__all__ = ["WhisperEASError", "UserError", "AudioError", "ModelError", "ManifestError", "ProfileError",
+           "SearchCacheError", "OptionsError"]
+
+
+class WhisperEASError(Exception):
+    """Base of every exception whisper-eas raises on purpose."""
+
+
+class UserError(WhisperEASError):
+    """Something the user must fix (a file, a model, a flag); the message is one line meant for them."""
+
+
+class AudioError(UserError):
+    """The input cannot be read as audio; the message names the file."""
+
+
+class ModelError(UserError):
+    """A model cannot be found or read; the message names it."""
+
+
+class ManifestError(UserError, ValueError):
+    """A dataset spec or manifest that cannot be used; the message is one `file:line: what` line."""
+
+
+class ProfileError(UserError):
+    """An EAS profile that cannot be read, does not fit the loaded model, or may not be installed."""
+
+
+class SearchCacheError(UserError):
+    """A search output directory whose results.jsonl holds another search, or is in use by one."""
+
+
+class OptionsError(UserError, ValueError):
+    """An option (a keyword argument or a command-line flag) has a value that cannot work."""
