@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from whisper_eas.evaluation.bench import machine_description  # noqa: E402
+from whisper_eas.hardware import describe as describe_machine  # noqa: E402
 from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
@@ -47,7 +47,7 @@ def main():
     cuda = args.device.startswith("cuda")
     configs = args.configs or (["float16:off", "float16:auto"] if cuda else ["float32:off", "float32:auto", "int8:auto"])
     print(f"# throughput: {args.model}, {len(files)} files from {args.manifest}; "
-          f"{machine_description(args.threads, args.device)}")
+          f"{describe_machine(args.device, args.threads)}")
     print("| compute | EAS | batch | seconds, median (range) | files/s | vs batch 1 | WER | identical to batch 1 |")
     print("|---|---|---|---|---|---|---|---|")
     for config in configs:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..errors import ManifestError, ModelError, OptionsError, UserError
+from ..hardware import describe as describe_machine
 
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
 DEFAULT_CUDA_ENGINES = ("ours:float16,ours:float16:auto,ours:float16:-1:0 pad=16,ours:float16:0:0.5,"
@@ -267,17 +267,6 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
                      data.get("decode_seconds"), data.get("encode_seconds"), data.get("windows"), data.get("note", ""))
 
 
-def machine_description(threads: int, device: str = "cpu") -> str:
-    import torch
-
-    from ..io.profiles import cpu_name
-
-    gpu = ""
-    if device.startswith("cuda") and torch.cuda.is_available():  # every GPU figure names its card
-        gpu = f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}; "
-    return (f"{gpu}{cpu_name()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
-
 
 def render_table(runs: List[EngineRun], references: List[str], n_files: int, baseline: str) -> str:
     from .metrics import corpus_wer, word_errors
@@ -345,7 +334,7 @@ def cmd_bench(args) -> int:
         runs.append(run_engine(engine, args.model, files, args.threads, args.device))
     table = render_table(runs, [u.text for u in utterances], len(files), baseline)
     header = (f"{args.model}, {len(files)} files, greedy, no timestamps, {args.device}; "
-              f"{machine_description(args.threads, args.device)}")
+              f"{describe_machine(args.device, args.threads)}")
     print(header)
     print(table)
     if args.markdown:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import OptionsError, SearchCacheError
+from ..hardware import describe as describe_machine
 from ..network.eas import SCORES, EASConfig, Stage, parse_eas
 from .evaluate import EVAL_OPTIONS, EvalResult, evaluate
 from .manifest import Utterance, load_dataset
@@ -218,17 +219,7 @@ class ModelInfo:
         device = str(whisper.device)
         return cls(name=whisper.loaded.name, fingerprint=whisper.loaded.fingerprint, device=device,
                    dtype=whisper.compute_type, n_layers=whisper.model.dims.n_audio_layer,
-                   hardware=hardware_string(device), threads=torch.get_num_threads())
-
-
-def hardware_string(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
-    from ..io.profiles import cpu_name
-
-    return f"{cpu_name()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}"
+                   hardware=describe_machine(device), threads=torch.get_num_threads())
 
 
 def cache_key(model: ModelInfo, dataset: str, utterances: Sequence[Utterance], limit: Optional[int],

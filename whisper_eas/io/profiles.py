@@ -19,19 +19,6 @@ FORMAT = "whisper-eas-profile/1"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "profiles"  # whisper_eas/profiles/*.json
 
 
-def cpu_name() -> str:
-    """The processor's model name (the profile's hardware), e.g. 'AMD EPYC'."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def user_profile_dir() -> Path:
     base = os.environ.get("WHISPER_EAS_HOME") or os.path.join(
