@@ -308,6 +308,23 @@ def test_openai_checkpoint(hf_en, tmp_path):
     assert_matches_hf(lm, hf, 51864, 80, split=3)
 
 
+def test_one_name_map_takes_transformers_names_to_openai_and_back(hf_en):
+    from whisper_eas.io.loading import hf_to_openai_name, openai_to_hf_name, openai_to_hf_state
+
+    hf, _ = hf_en
+    c = hf.config
+    dims = dict(n_audio_layer=c.encoder_layers, n_text_layer=c.decoder_layers)
+    hf_names = [n for n in hf.state_dict() if n != "proj_out.weight"]
+    openai = {n: hf_to_openai_name(n) for n in hf_names}
+    assert set(openai.values()) == openai_names(dims)  # every parameter, each once
+    assert all(openai_to_hf_name(o) == n for n, o in openai.items())
+    assert hf_to_openai_name("proj_out.weight") is None and openai_to_hf_name("decoder.nonsense.weight") is None
+    state = openai_state_dict(hf)
+    back = openai_to_hf_state(state)
+    assert set(back) == set(hf.state_dict())  # proj_out comes back tied to the token embedding
+    assert back["proj_out.weight"] is back["model.decoder.embed_tokens.weight"]
+
+
 def test_english_tokenizer_beside_multilingual_model_falls_back(transformers, tmp_path):
     if not MULTI_TOKENIZER.is_file():
         pytest.skip("the bundled multilingual tokenizer (base) is not installed")

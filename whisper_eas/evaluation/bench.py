@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from ..errors import ManifestError, ModelError, OptionsError, UserError
 from ..hardware import describe as describe_machine
@@ -127,7 +127,7 @@ def _transformers(spec: str, model: str, files: List[str], threads: int, device:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     from ..io.audio import load_audio, log_mel_spectrogram
-    from ..io.loading import _read_any, load_model
+    from ..io.loading import _read_any, load_model, openai_to_hf_state
 
     dims, state, *_ = _read_any(model)
     tokenizer = load_model(model).tokenizer
@@ -138,7 +138,7 @@ def _transformers(spec: str, model: str, files: List[str], threads: int, device:
                            max_source_positions=dims.n_audio_ctx, max_target_positions=dims.n_text_ctx,
                            decoder_start_token_id=tokenizer.sot, eos_token_id=tokenizer.eot, pad_token_id=tokenizer.eot)
     hf = WhisperForConditionalGeneration(config).eval()
-    hf.load_state_dict(_openai_to_hf(state), strict=False)
+    hf.load_state_dict(openai_to_hf_state(state), strict=False)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     hf = hf.to(device=device, dtype=dtype)
     prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
@@ -163,30 +163,6 @@ def _transformers(spec: str, model: str, files: List[str], threads: int, device:
         texts.append(text)
         tokens += n
     return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
-
-
-def _openai_to_hf(state: Dict) -> Dict:
-    import re
-
-    table = [(r"^encoder\.positional_embedding$", "model.encoder.embed_positions.weight"),
-             (r"^decoder\.positional_embedding$", "model.decoder.embed_positions.weight"),
-             (r"^decoder\.token_embedding\.weight$", "model.decoder.embed_tokens.weight"),
-             (r"^encoder\.ln_post\.", "model.encoder.layer_norm."), (r"^decoder\.ln\.", "model.decoder.layer_norm."),
-             (r"^(encoder|decoder)\.conv", r"model.\1.conv"),
-             (r"^(encoder|decoder)\.blocks\.(\d+)\.", r"model.\1.layers.\2."),
-             (r"\.attn\.query\.", ".self_attn.q_proj."), (r"\.attn\.key\.", ".self_attn.k_proj."),
-             (r"\.attn\.value\.", ".self_attn.v_proj."), (r"\.attn\.out\.", ".self_attn.out_proj."),
-             (r"\.cross_attn\.query\.", ".encoder_attn.q_proj."), (r"\.cross_attn\.key\.", ".encoder_attn.k_proj."),
-             (r"\.cross_attn\.value\.", ".encoder_attn.v_proj."), (r"\.cross_attn\.out\.", ".encoder_attn.out_proj."),
-             (r"\.attn_ln\.", ".self_attn_layer_norm."), (r"\.cross_attn_ln\.", ".encoder_attn_layer_norm."),
-             (r"\.mlp_ln\.", ".final_layer_norm."), (r"\.mlp\.0\.", ".fc1."), (r"\.mlp\.2\.", ".fc2.")]
-    out = {}
-    for name, tensor in state.items():
-        for pattern, repl in table:
-            name = re.sub(pattern, repl, name)
-        out[name] = tensor
-    out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"]
-    return out
 
 
 WORKERS = {"ours": _ours, "faster-whisper": _faster_whisper, "openai-whisper": _openai_whisper,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,38 +354,53 @@ def read_ct2(parts: List[Path], config_path: Path):
 # ---------------------------------------------------------------------------------------------
 # Hugging Face transformers
 
-_HF_ATTN = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "out_proj": "out"}
+# The one map between transformers' Whisper parameter names and openai-whisper's, both ways.
+# Outside the blocks: whole name prefixes; inside a block (encoder.blocks.N / model.encoder.layers.N):
+# module names. transformers' proj_out is tied to the token embedding.
+_HF_TOP = {"encoder.embed_positions.weight": "encoder.positional_embedding",
+           "decoder.embed_positions.weight": "decoder.positional_embedding",
+           "decoder.embed_tokens.weight": "decoder.token_embedding.weight",
+           "encoder.layer_norm": "encoder.ln_post", "decoder.layer_norm": "decoder.ln",
+           "encoder.conv1": "encoder.conv1", "encoder.conv2": "encoder.conv2"}
+_HF_BLOCK = {"self_attn.q_proj": "attn.query", "self_attn.k_proj": "attn.key", "self_attn.v_proj": "attn.value",
+             "self_attn.out_proj": "attn.out", "encoder_attn.q_proj": "cross_attn.query",
+             "encoder_attn.k_proj": "cross_attn.key", "encoder_attn.v_proj": "cross_attn.value",
+             "encoder_attn.out_proj": "cross_attn.out", "self_attn_layer_norm": "attn_ln",
+             "encoder_attn_layer_norm": "cross_attn_ln", "final_layer_norm": "mlp_ln", "fc1": "mlp.0", "fc2": "mlp.2"}
+_OPENAI_TOP = {v: k for k, v in _HF_TOP.items()}
+_OPENAI_BLOCK = {v: k for k, v in _HF_BLOCK.items()}
+_HF_LAYER = re.compile(r"(encoder|decoder)\.layers\.(\d+)\.(.+)\.(weight|bias)")
+_OPENAI_LAYER = re.compile(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+
+
+def _rename(name: str, top: Dict[str, str], block: Dict[str, str], layer: re.Pattern, blocks: str) -> Optional[str]:
+    m = layer.fullmatch(name)
+    if m:
+        side, i, module, param = m.groups()
+        return f"{side}.{blocks}.{i}.{block[module]}.{param}" if module in block else None
+    for prefix, mapped in top.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return mapped + name[len(prefix):]
+    return None
 
 
 def hf_to_openai_name(name: str) -> Optional[str]:
     """transformers' Whisper parameter name -> openai-whisper's (None: not needed)."""
     name = name[len("model."):] if name.startswith("model.") else name
-    if name.startswith("proj_out"):
-        return None  # tied to the token embedding
-    parts = name.split(".")
-    side = parts[0]
-    if side not in ("encoder", "decoder"):
-        return None
-    rest = parts[1:]
-    if rest[0] == "conv1" or rest[0] == "conv2":
-        return name
-    if rest[0] == "embed_positions":
-        return f"{side}.positional_embedding"
-    if rest[0] == "embed_tokens":
-        return "decoder.token_embedding.weight"
-    if rest[0] == "layer_norm":
-        return f"{side}.{'ln_post' if side == 'encoder' else 'ln'}.{rest[1]}"
-    if rest[0] == "layers":
-        i, module, tail = rest[1], rest[2], rest[3:]
-        o = f"{side}.blocks.{i}"
-        if module in ("self_attn", "encoder_attn"):
-            attn = "attn" if module == "self_attn" else "cross_attn"
-            return f"{o}.{attn}.{_HF_ATTN[tail[0]]}.{tail[1]}"
-        mapping = {"self_attn_layer_norm": "attn_ln", "encoder_attn_layer_norm": "cross_attn_ln",
-                   "final_layer_norm": "mlp_ln", "fc1": "mlp.0", "fc2": "mlp.2"}
-        if module in mapping:
-            return f"{o}.{mapping[module]}.{tail[0]}"
-    return None
+    return _rename(name, _HF_TOP, _HF_BLOCK, _HF_LAYER, "blocks")
+
+
+def openai_to_hf_name(name: str) -> Optional[str]:
+    """openai-whisper's parameter name -> transformers' (None: no such parameter there)."""
+    hf = _rename(name, _OPENAI_TOP, _OPENAI_BLOCK, _OPENAI_LAYER, "layers")
+    return None if hf is None else "model." + hf
+
+
+def openai_to_hf_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """An openai-whisper state dict under transformers' names, proj_out tied to the token embedding."""
+    out = {hf: tensor for name, tensor in state.items() if (hf := openai_to_hf_name(name)) is not None}
+    out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"]
+    return out
 
 
 def read_hf(path: Path):
