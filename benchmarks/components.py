@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from whisper_eas.io.audio import SAMPLE_RATE, AudioWindows, load_audio  # noqa: E402
 from whisper_eas.network.eas import parse_eas  # noqa: E402
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JFK = ROOT / "samples" / "jfk.flac"

@@ -23,7 +23,7 @@ from whisper_eas.network.decoding import Decoder, DecodingOptions  # noqa: E402
 from whisper_eas.network.eas import parse_eas  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 
 def analyse(whisper, utterances, spec):

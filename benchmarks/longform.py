@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from whisper_eas.evaluation.metrics import corpus_wer, longest_repeat, word_errors  # noqa: E402
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

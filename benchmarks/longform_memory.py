@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,21 +23,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.bench import ct2_directory  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
 
 
 def run_ours(model, utterances, threads, padding):
-    from whisper_eas.pipeline.runner import WhisperModel
+    from whisper_eas import WhisperModel
 
     whisper = WhisperModel(model, cpu_threads=threads, eas=None)
-    opts = dict(EVAL_OPTIONS, padding=padding)
-    list(whisper.transcribe(utterances[0].audio, **opts)[0])  # warm-up
+    opts = EVAL_OPTIONS.replace(padding=padding)
+    list(whisper.transcribe(utterances[0].audio, opts)[0])  # warm-up
     texts, t0 = [], time.perf_counter()
     for u in utterances:
-        segments, _ = whisper.transcribe(u.audio, **opts)
+        segments, _ = whisper.transcribe(u.audio, opts)
         texts.append("".join(s.text for s in segments).strip())
     return texts, time.perf_counter() - t0
 

@@ -26,9 +26,9 @@ import torch  # noqa: E402
 
 from components import five_second_clips, median_time  # noqa: E402
 from whisper_eas.io.audio import AudioWindows, load_audio, log_mel_spectrogram  # noqa: E402
-from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_SHORT = ROOT / "data" / "corpus" / "dev-short.jsonl"
@@ -77,10 +77,10 @@ def mixed_batch(args):
 def batch_split(args):
     files = [u.audio for u in load_dataset(str(DEV_SHORT))]
     whisper = WhisperModel("tiny.en", compute_type="int8", eas="auto")
-    list(whisper.transcribe_batch(files[:8], batch_size=8, **EVAL_OPTIONS))
+    list(whisper.transcribe_batch(files[:8], EVAL_OPTIONS, batch_size=8))
     for b in (1, 16):
         t0, totals = time.perf_counter(), collections.Counter()
-        for r in whisper.transcribe_batch(files, batch_size=b, **EVAL_OPTIONS):
+        for r in whisper.transcribe_batch(files, EVAL_OPTIONS, batch_size=b):
             totals.update(r.info.timings)
         print(f"batch {b}: {time.perf_counter() - t0:.2f} s, encoder {totals['encode']:.2f} s, "
               f"decoder {totals['decode']:.2f} s")

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from whisper_eas.hardware import describe as describe_machine  # noqa: E402
-from whisper_eas.evaluation.evaluate import EVAL_OPTIONS  # noqa: E402
+from whisper_eas import EVAL_OPTIONS  # noqa: E402
 from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors  # noqa: E402
-from whisper_eas.pipeline.runner import WhisperModel  # noqa: E402
+from whisper_eas import WhisperModel  # noqa: E402
 
 
 def main():
@@ -53,7 +53,7 @@ def main():
     for config in configs:
         compute, eas = config.split(":", 1)
         whisper = WhisperModel(args.model, device=args.device, compute_type=compute, eas=eas)
-        list(whisper.transcribe_batch(files[:4], batch_size=4, **EVAL_OPTIONS))  # warm-up
+        list(whisper.transcribe_batch(files[:4], EVAL_OPTIONS, batch_size=4))  # warm-up
         # the batch sizes take turns within each repeat, so that a busy spell of a shared machine
         # hits them alike; the median of the repeats is reported
         runs = {b: [] for b in sizes}
@@ -61,7 +61,7 @@ def main():
         for _ in range(args.repeats):
             for b in sizes:
                 t0 = time.perf_counter()
-                results = sorted(whisper.transcribe_batch(files, batch_size=b, **EVAL_OPTIONS), key=lambda r: r.index)
+                results = sorted(whisper.transcribe_batch(files, EVAL_OPTIONS, batch_size=b), key=lambda r: r.index)
                 runs[b].append(time.perf_counter() - t0)
                 texts.setdefault(b, ["".join(s.text for s in r.segments).strip() for r in results])
         label = whisper.eas.describe() if whisper.eas else "dense"

@@ -17,7 +17,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def tiny():
-    from whisper_eas.pipeline.runner import WhisperModel
+    from whisper_eas import WhisperModel
 
     return WhisperModel("tiny.en", eas=None)  # dense unless a test asks for EAS
 

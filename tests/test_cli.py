@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import whisper_eas.pipeline.runner
+import whisper_eas.pipeline.whisper
 from whisper_eas.cli import main
 
 JFK_SENTENCE = ("And so my fellow Americans, ask not what your country can do for you, "
@@ -35,14 +35,14 @@ def norm(text: str) -> str:
 def cli(tiny, monkeypatch, capsys):
     """Run `whisper-eas ARGS...` in-process -> (exit code, stdout, stderr); tiny.en is the session's
     model instead of a fresh load (any other model is loaded for real)."""
-    real = whisper_eas.pipeline.runner.WhisperModel
+    real = whisper_eas.pipeline.whisper.WhisperModel
 
     def model(name="tiny.en", device="cpu", compute_type="default", cpu_threads=0, **kwargs):
         if (name, device, compute_type, kwargs) == ("tiny.en", "cpu", "default", {}):
             return tiny
         return real(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads, **kwargs)
 
-    monkeypatch.setattr(whisper_eas.pipeline.runner, "WhisperModel", model)
+    monkeypatch.setattr(whisper_eas.pipeline.whisper, "WhisperModel", model)
     monkeypatch.delenv("WHISPER_EAS_DEBUG", raising=False)
 
     def run(*args):

@@ -9,7 +9,7 @@ import pytest
 
 from whisper_eas.network.eas import parse_eas
 from whisper_eas.io.outputs import FORMATS, WRITERS, format_timestamp, result_dict
-from whisper_eas.pipeline.runner import TranscribeOptions
+from whisper_eas import TranscribeOptions
 from whisper_eas.types import Segment, TranscriptionInfo, Word
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_eas.evaluation.evaluate import EVAL_OPTIONS
+from whisper_eas import EVAL_OPTIONS
 from whisper_eas.evaluation.manifest import load_dataset
 from whisper_eas.evaluation.metrics import corpus_wer, word_errors
 
@@ -22,7 +22,7 @@ def test_dense_tiny_en_matches_faster_whisper_on_dev_short(tiny, corpus):
     fw = faster_whisper.WhisperModel(ct2_directory("tiny.en"), device="cpu", compute_type="float32", cpu_threads=2)
     ours, theirs = [], []
     for u in utterances:
-        segments, _ = tiny.transcribe(u.audio, padding="zeros", **EVAL_OPTIONS)
+        segments, _ = tiny.transcribe(u.audio, EVAL_OPTIONS, padding="zeros")
         ours.append("".join(s.text for s in segments).strip())
         segments, _ = fw.transcribe(u.audio, beam_size=1, temperature=0.0, without_timestamps=True,
                                     condition_on_previous_text=False)

@@ -11,6 +11,7 @@ from whisper_eas.evaluation import search
 from whisper_eas.evaluation.evaluate import EvalResult, UtteranceResult
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.metrics import ErrorCounts
+from whisper_eas import EVAL_OPTIONS
 from whisper_eas.errors import SearchCacheError
 from whisper_eas.evaluation.search import (DENSE, Cache, GridSpec, ModelInfo, Row, Settings,
                                 build_grid, pareto_front, pick, run_search, write_outputs)
@@ -169,7 +170,7 @@ class FakeEvaluator:
         self.passes, self.interrupt_after, self.repeats = [], interrupt_after, repeats
 
     def __call__(self, whisper, utterances, options, language="en", progress=None):
-        eas = options.get("eas")
+        eas = options.eas
         key = DENSE if eas is None else eas.describe()
         warm_up = len(utterances) == 1
         done = len(self.passes) // self.repeats
@@ -253,7 +254,7 @@ def test_a_cache_of_other_settings_is_refused(tmp_path):
 
 def test_two_searches_cannot_share_an_output_dir(tmp_path):
     candidates = build_grid(GridSpec(layers=(0,), sparsities=(0.5,)), n_layers=4)
-    key = search.cache_key(MODEL, "synthetic.jsonl", UTTS, None, {}, 1)
+    key = search.cache_key(MODEL, "synthetic.jsonl", UTTS, None, EVAL_OPTIONS, 1)
     with Cache(tmp_path / "out" / "results.jsonl", key):
         with pytest.raises(SearchCacheError, match="in use by another running search"):
             _run(tmp_path, FakeEvaluator(), candidates)

@@ -201,7 +201,7 @@ def _suppress(text: str) -> tuple:
 
 
 def load_whisper(args):
-    from .pipeline.runner import WhisperModel
+    from .pipeline.whisper import WhisperModel
 
     if args.threads < 0:
         raise OptionsError("--threads must be >= 0")

@@ -55,20 +55,20 @@ def _peak_rss_mb() -> float:
 
 
 def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
-    from .evaluate import EVAL_OPTIONS
-    from ..pipeline.runner import WhisperModel
+    from ..pipeline.options import EVAL_OPTIONS
+    from ..pipeline.whisper import WhisperModel
 
     _, compute, *rest = spec.split(":", 2)
     eas_text = rest[0] if rest else None  # None: dense; "auto": the profile WhisperModel looks up
     whisper = WhisperModel(model, device=device, compute_type=compute, cpu_threads=threads, eas=eas_text)
     eas = whisper.eas
     note = f"auto: {eas.describe() if eas else 'no profile, dense'}" if eas_text == "auto" else ""
-    opts = dict(EVAL_OPTIONS, eas=eas)
-    list(whisper.transcribe(files[0], **opts)[0])
+    opts = EVAL_OPTIONS.replace(eas=eas)
+    list(whisper.transcribe(files[0], opts)[0])
     texts, tokens, dec, enc, windows = [], 0, 0.0, 0.0, 0
     t0 = time.perf_counter()
     for f in files:
-        segments, info = whisper.transcribe(f, **opts)
+        segments, info = whisper.transcribe(f, opts)
         texts.append("".join(s.text for s in segments).strip())
         tokens += info.decoder_steps
         dec += info.timings.get("decode", 0.0)

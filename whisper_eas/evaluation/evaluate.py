@@ -13,12 +13,10 @@ import numpy as np
 
 from ..errors import OptionsError
 from ..io.audio import SAMPLE_RATE, load_audio
+from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, char_errors, corpus_wer, word_errors
 
-# Decoding settings for evaluation: greedy, no fallback, no timestamps, the way WER is usually
-# reported for Whisper and the way the parity/speed comparisons with faster-whisper run.
-EVAL_OPTIONS = dict(beam_size=1, temperature=(0.0,), without_timestamps=True, condition_on_previous_text=False)
 
 
 @dataclass
@@ -89,16 +87,16 @@ def _audio_for(utt: Utterance):
     return audio[lo:hi]
 
 
-def evaluate(whisper, utterances: Sequence[Utterance], options: Optional[dict] = None,
+def evaluate(whisper, utterances: Sequence[Utterance], options: Optional[TranscribeOptions] = None,
              language: str = "en", progress: Optional[Callable[[], None]] = None) -> EvalResult:
-    """Transcribe each utterance with `whisper` (a WhisperModel) and score it."""
-    opts = dict(EVAL_OPTIONS)
-    opts.update(options or {})
+    """Transcribe each utterance with `whisper` (a WhisperModel) and score it; `options`
+    default to EVAL_OPTIONS (greedy, no fallback, no timestamps)."""
+    opts = EVAL_OPTIONS if options is None else options
     out = []
     for utt in utterances:
         source = _audio_for(utt)
         t0 = time.perf_counter()
-        segments, info = whisper.transcribe(source, **opts)
+        segments, info = whisper.transcribe(source, opts)
         hypothesis = "".join(s.text for s in segments).strip()
         seconds = time.perf_counter() - t0
         out.append(UtteranceResult(
@@ -147,11 +145,11 @@ def cmd_eval(args) -> int:
     if eas is not None:
         eas.check_layers(whisper.model.dims.n_audio_layer)
     language = args.language
-    options = dict(eas=eas, beam_size=args.beam_size)
+    options = EVAL_OPTIONS.replace(eas=eas, beam_size=args.beam_size)
     if whisper.tokenizer.multilingual and language:
-        options["language"] = language
+        options = options.replace(language=language)
     bar = tqdm(total=len(utterances), unit="utt", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr)
-    list(whisper.transcribe(_audio_for(utterances[0]), **{**EVAL_OPTIONS, **options})[0])  # warm-up, untimed
+    list(whisper.transcribe(_audio_for(utterances[0]), options)[0])  # warm-up, untimed
     result = evaluate(whisper, utterances, options, language=language, progress=lambda: bar.update(1))
     bar.close()
     summary = {"model": args.model, "eas": None if eas is None else eas.describe(), "dataset": args.dataset,

@@ -42,14 +42,15 @@ import os
 import re
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import OptionsError, SearchCacheError
 from ..hardware import describe as describe_machine
 from ..network.eas import SCORES, EASConfig, Stage, parse_eas
-from .evaluate import EVAL_OPTIONS, EvalResult, evaluate
+from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
+from .evaluate import EvalResult, evaluate
 from .manifest import Utterance, load_dataset
 from .metrics import ErrorCounts, corpus_wer, paired_bootstrap
 
@@ -180,10 +181,10 @@ EvaluateFn = Callable[..., EvalResult]
 
 
 def measure(evaluate_fn: EvaluateFn, whisper, utterances: Sequence[Utterance], candidate: Candidate,
-            options: dict, repeats: int, language: str, key: Optional[str] = None,
+            options: TranscribeOptions, repeats: int, language: str, key: Optional[str] = None,
             progress: Optional[Callable[[], None]] = None) -> Measurement:
     """One untimed warm-up utterance, then `repeats` timed passes over the whole dataset."""
-    opts = {**options, "eas": candidate.eas}
+    opts = options.replace(eas=candidate.eas)
     evaluate_fn(whisper, utterances[:1], opts, language=language)
     passes = [evaluate_fn(whisper, utterances, opts, language=language, progress=progress) for _ in range(repeats)]
     first = passes[0].utterances
@@ -223,15 +224,20 @@ class ModelInfo:
 
 
 def cache_key(model: ModelInfo, dataset: str, utterances: Sequence[Utterance], limit: Optional[int],
-              options: dict, repeats: int) -> dict:
+              options: TranscribeOptions, repeats: int) -> dict:
     """Everything a cached measurement depends on; a mismatch means the cache cannot be reused."""
     items = json.dumps([[u.id, u.text, u.start, u.end] for u in utterances], ensure_ascii=False)
-    decoding = {k: v for k, v in {**EVAL_OPTIONS, **options}.items() if k != "eas"}
+    decoding = decoding_options(options)
     return json.loads(json.dumps({
         "model": model.name, "fingerprint": model.fingerprint, "device": model.device, "dtype": model.dtype,
         "threads": model.threads, "dataset": dataset, "utterances": len(utterances),
         "utterances_sha256": hashlib.sha256(items.encode()).hexdigest()[:16], "limit": limit,
         "decoding": decoding, "repeats": repeats}, sort_keys=True))
+
+
+def decoding_options(options: TranscribeOptions) -> dict:
+    """The decoding settings a measurement depends on, as JSON (every option but the EAS one)."""
+    return json.loads(json.dumps({f.name: getattr(options, f.name) for f in fields(options) if f.name != "eas"}))
 
 
 class Cache:
@@ -483,7 +489,7 @@ class Settings:
     relative: bool = False
     repeats: int = 1
     language: str = "en"
-    options: dict = field(default_factory=dict)  # decoding options on top of EVAL_OPTIONS
+    options: TranscribeOptions = EVAL_OPTIONS  # how every configuration decodes (its eas is replaced)
 
 
 @dataclass(frozen=True)
@@ -594,7 +600,7 @@ def summary_json(outcome: Outcome) -> dict:
     p, b, s = outcome.pick, outcome.baseline, outcome.settings
     return {
         "model": asdict(outcome.model), "dataset": s.dataset, "utterances": outcome.utterances, "limit": s.limit,
-        "repeats": s.repeats, "decoding": {k: v for k, v in {**EVAL_OPTIONS, **s.options}.items() if k != "eas"},
+        "repeats": s.repeats, "decoding": decoding_options(s.options),
         "budget": {"value": p.budget, "relative": p.relative, "allowed": _r(p.allowed)},
         "dense": {"wer": _r(b.wer), "seconds": _r(b.seconds), "encode_seconds": _r(b.encode_seconds),
                   "start_seconds": _r(b.start_seconds), "end_seconds": _r(b.end_seconds), "warning": b.warning},
@@ -794,9 +800,9 @@ def cmd_search(args) -> int:
     whisper = load_whisper(args)
     model = ModelInfo.of(whisper)
     candidates = build_grid(spec, model.n_layers)
-    options = {"beam_size": args.beam_size}
+    options = EVAL_OPTIONS.replace(beam_size=args.beam_size)
     if whisper.tokenizer.multilingual and args.language:
-        options["language"] = args.language
+        options = options.replace(language=args.language)
     settings = Settings(dataset=args.dataset, limit=args.limit, budget=args.budget, relative=args.relative,
                         repeats=args.repeats, language=args.language, options=options)
     if args.output_dir:

@@ -80,7 +80,8 @@ def _candidates() -> List[Path]:
     return user + sorted(SHIPPED_DIR.glob("*.json"))
 
 
-def find_profile(model: str, fingerprint: str, device: str, compute_type: Optional[str] = None) -> Optional[Profile]:
+def find_profile(model: str, fingerprint: str, device: str, compute_type: Optional[str] = None,
+                 n_layers: Optional[int] = None) -> Optional[Profile]:
     """The newest user profile, else a shipped one, for these weights on this device type;
     one searched with the same compute type wins over one searched with another."""
     kind = "cuda" if str(device).startswith("cuda") else "cpu"

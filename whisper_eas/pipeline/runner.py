@@ -1,174 +1,42 @@
-"""The transcription pipeline: audio windows -> encoder (optionally sparsified) -> decoder with
-temperature fallback -> timestamped segments.
+"""The round-based runner: windows -> encoder (optionally sparsified) -> decoder with temperature
+fallback -> timestamped segments.
 
-Long files are read as a stream and transcribed window by window, each window starting where the
-previous one's last complete segment ended (openai-whisper's seek rule). Several files can run in
-lock-step so that their windows share encoder and decoder batches.
+A job is one input: its options, and a `WindowSource` (sources.py) that says which windows to
+decode. Each round takes the windows that are ready from every active job, groups them by options
+and by similar encoder length into batches of at most `batch_size`, encodes and decodes each
+batch, turns each result into segments, and hands each window back to its source with the frames
+the decoder consumed - the end of the last complete segment, or the whole window - so that the
+source can apply the seek rule. Several files thus run in lock-step and share encoder and decoder
+batches, and `submit` adds jobs while the runner runs (a server's requests).
+
+The prompt (the text of earlier windows), where it was last reset, and where speech last ended
+are kept per stream of a source (`StreamState`), so a source with several independent streams
+gets each its own context.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from ..errors import AudioError, OptionsError
-from ..io.audio import (FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, AudioSource, AudioWindows,
-                    RawFormat, probe_duration)
+from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
 from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
-from ..network.eas import EASConfig, parse_eas
-from ..io.loading import DEFAULT_MODEL, LoadedModel, load_model
+from ..network.eas import EASConfig
 from ..network.model import TokenSet
-from ..network.timing import TIME_PRECISION
+from ..network.timing import TIME_PRECISION, add_word_timestamps
 from ..network.tokenizer import Tokenizer
-from ..types import FileResult, Segment, TranscriptionInfo, Word  # noqa: F401
+from ..types import FileResult, Segment, TranscriptionInfo
+from .options import TranscribeOptions
+from .sources import Window, WindowSource
 
-
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    language: Optional[str] = None
-    task: str = "transcribe"
-    beam_size: int = 1
-    best_of: int = 5
-    patience: Optional[float] = None
-    length_penalty: Optional[float] = None
-    temperature: Tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: Optional[float] = 2.4
-    log_prob_threshold: Optional[float] = -1.0
-    no_speech_threshold: Optional[float] = 0.6
-    condition_on_previous_text: bool = True
-    prompt_reset_on_temperature: float = 0.5
-    initial_prompt: Optional[str] = None
-    prefix: Optional[str] = None
-    suppress_blank: bool = True
-    suppress_tokens: Tuple[int, ...] = (-1,)
-    without_timestamps: bool = False
-    max_initial_timestamp: Optional[float] = 1.0
-    word_timestamps: bool = False
-    prepend_punctuations: str = "\"'“¿([{-"
-    append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
-    eas: Optional[EASConfig] = None
-    padding: str = "silence"  # how a window past the end of the audio is filled (see audio.py)
-
-    def __post_init__(self):
-        temps = self.temperature
-        if isinstance(temps, (int, float)):
-            temps = (float(temps),)
-        object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
-        if not self.temperature or any(t < 0 for t in self.temperature):
-            raise OptionsError("temperatures must be a non-empty list of values >= 0")
-        if self.beam_size < 1 or self.best_of < 1:
-            raise OptionsError("beam size and best_of must be >= 1")
-        if self.task not in ("transcribe", "translate"):
-            raise OptionsError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
-        object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens or ()))
-        if isinstance(self.eas, str):
-            object.__setattr__(self, "eas", parse_eas(self.eas))
-
-
-
-class WhisperModel:
-    """`WhisperModel("tiny.en").transcribe("talk.mp3")` -> (segments generator, info), as in
-    faster-whisper.
-
-    `eas`: "auto" (default) runs the saved search profile for these weights, device and compute
-    type, or dense when there is none; None or "off" runs dense; "1:0.5", "-1:0 pad=32" or an
-    EASConfig runs that configuration. `transcribe(..., eas=...)` overrides it per call."""
-
-    def __init__(self, model_size_or_path: str = DEFAULT_MODEL, device: str = "cpu",
-                 compute_type: str = "default", cpu_threads: int = 0,
-                 eas: Union[None, str, EASConfig] = "auto", loaded: Optional[LoadedModel] = None):
-        if cpu_threads > 0:
-            torch.set_num_threads(cpu_threads)
-        self.loaded = loaded or load_model(model_size_or_path, device=device, compute_type=compute_type)
-        self.model = self.loaded.model
-        self.tokenizer = self.loaded.tokenizer
-        self.device = torch.device(device)
-        self.dtype = next(self.model.parameters()).dtype
-        self.compute_type = self.model.compute_type
-        self.eas = self._resolve_eas(eas, device)
-
-    def _resolve_eas(self, eas, device) -> Optional[EASConfig]:
-        """'auto': the saved search profile for these weights on this device (dense if none)."""
-        if isinstance(eas, str) and eas.strip().lower() == "auto":
-            from ..io.profiles import find_profile
-
-            profile = find_profile(self.loaded.name, self.loaded.fingerprint, device, self.compute_type)
-            if profile is None:
-                logging.getLogger("whisper_eas").info("no EAS profile for %s on %s: dense", self.loaded.name, device)
-                return None
-            return profile.eas
-        return parse_eas(eas) if isinstance(eas, str) else eas
-
-    # -- public API ----------------------------------------------------------------------------
-
-    def transcribe(self, audio: AudioSource, raw: Optional[RawFormat] = None,
-                   progress: Optional[Callable[[float], None]] = None, **kwargs):
-        """Returns (segments, info); segments is a lazy generator, as in faster-whisper."""
-        options = self._options(kwargs)
-        job = _Job(0, audio, raw, options, self)
-        runner = _Runner(self, [job], batch_size=1)
-        runner.start(job)  # reads the first window, detects the language: info is ready
-        if job.error:
-            raise job.error
-
-        def segments():
-            while not job.done:
-                runner.round([job])
-                if job.error:
-                    raise job.error
-                while job.pending:
-                    yield job.pending.pop(0)
-                if progress:
-                    progress(min(job.seek / FRAMES_PER_SECOND, job.info.duration))
-            while job.pending:
-                yield job.pending.pop(0)
-
-        return segments(), job.info
-
-    def transcribe_batch(self, audios: Sequence[AudioSource], batch_size: int = 8,
-                         raw: Optional[RawFormat] = None,
-                         progress: Optional[Callable[[float], None]] = None, **kwargs) -> Iterator["FileResult"]:
-        """Transcribe many files, batching their windows; yields one FileResult per file as it
-        finishes (in completion order). Unreadable files yield a result with `error` set.
-        `progress` receives the seconds of audio advanced since its last call."""
-        options = self._options(kwargs)
-        queue = [_Job(i, a, raw, options, self) for i, a in enumerate(audios)]
-        if batch_size > 1 and len(queue) > batch_size:
-            # A batch runs at the length of its longest item, and with EAS the tokens kept grow
-            # with the speech: files of similar length share batches or most of the work is padding.
-            queue.sort(key=lambda job: job.header_duration or 0.0)
-        runner = _Runner(self, queue, batch_size=batch_size)
-        yield from runner.run_all(progress)
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _options(self, kwargs) -> TranscribeOptions:
-        kwargs["eas"] = self._resolve_eas(kwargs["eas"], self.device) if "eas" in kwargs else self.eas
-        try:
-            return TranscribeOptions(**kwargs)
-        except TypeError as e:
-            raise OptionsError(str(e).replace("__init__()", "transcribe()")) from None
-
-    @torch.inference_mode()
-    def encode(self, features: torch.Tensor, audio_frames: Sequence[int], eas: Optional[EASConfig]) -> TokenSet:
-        mel = features.to(self.device, self.dtype)
-        if eas is None or eas.is_dense:
-            return self.model.encoder(mel)
-        reducer = eas.reducer(torch.tensor([audio_tokens(n) for n in audio_frames], device=self.device),
-                              self.model.dims.n_audio_layer)
-        # windows are padded with one constant column, which lets the stem skip the padding
-        return self.model.encoder(mel, reducer, audio_frames=max(audio_frames))
-
+if TYPE_CHECKING:  # the runner uses the model's encode(), model, tokenizer and device; no import at run time
+    from .whisper import WhisperModel
 
 
 def audio_tokens(frames: int) -> int:
@@ -195,64 +63,75 @@ def similar_length_groups(frames: Sequence[int], eas: Optional[EASConfig], n_ctx
     return groups
 
 
-class _Job:
-    """One file's progress through the windows."""
+@dataclass
+class StreamState:
+    """The decoding context of one stream of a job's source."""
 
-    def __init__(self, index: int, source: AudioSource, raw: Optional[RawFormat], options: TranscribeOptions,
-                 owner: WhisperModel):
-        self.index, self.source, self.raw, self.options, self.owner = index, source, raw, options, owner
-        self.seek = 0
+    all_tokens: List[int] = field(default_factory=list)  # the text tokens so far (the initial prompt first)
+    prompt_reset_since: int = 0  # the prompt is all_tokens[prompt_reset_since:]
+    last_speech_end: float = 0.0  # seconds: where the last word ended (word timestamps)
+    windows: int = 0  # windows decoded
+
+
+class Job:
+    """One input's progress: where its windows come from, its options, the prompt state of each
+    of its streams and the segments made so far."""
+
+    def __init__(self, index: int, source: WindowSource, options: TranscribeOptions, label=None):
+        self.index, self.source, self.options = index, source, options
+        self.label = source if label is None else label  # what results name: the input as given
         self.done = False
         self.error: Optional[Exception] = None
         self.pending: List[Segment] = []  # made, not yet handed out
         self.collected: List[Segment] = []  # handed out (batch mode keeps them for the result)
         self.segments_made = 0
-        self.windows: Optional[AudioWindows] = None
         self.tokenizer: Optional[Tokenizer] = None
         self.info: Optional[TranscriptionInfo] = None
-        self.all_tokens: List[int] = []
-        self.prompt_reset_since = 0
-        self.last_speech_end = 0.0
-        self.first_window: Optional[TokenSet] = None  # encoded for language detection, reused once
+        self.initial_tokens: List[int] = []  # the initial prompt, tokenized: every stream starts with it
+        self.streams: Dict[int, StreamState] = {}
+        self.held: List[Window] = []  # taken from the source for language detection, decoded next round
+        self.first_encoded: Optional[Tuple[Window, TokenSet]] = None  # that window's encoding, reused once
+        self.position = 0.0  # seconds of the timeline consumed so far (progress)
 
-    @cached_property
-    def header_duration(self) -> Optional[float]:
-        """The duration in the container's header (None: unknown), read once: batching sorts by
-        it before the job starts, and the start needs it again."""
-        return probe_duration(self.source, self.raw)
+    def stream(self, index: int) -> StreamState:
+        if index not in self.streams:
+            self.streams[index] = StreamState(all_tokens=list(self.initial_tokens))
+        return self.streams[index]
 
 
-class _Runner:
-    """Runs jobs window by window, `batch_size` windows per encoder/decoder batch."""
+class Runner:
+    """Runs jobs round by round, at most `batch_size` windows per encoder/decoder batch and at
+    most `batch_size` jobs at a time; `submit` queues more, also while `run_all` runs."""
 
-    def __init__(self, owner: WhisperModel, jobs: List[_Job], batch_size: int):
+    def __init__(self, owner: "WhisperModel", batch_size: int, jobs: Iterable[Job] = ()):
         if batch_size < 1:
             raise OptionsError("batch size must be >= 1")
         self.owner = owner
-        self.queue = list(jobs)
+        self.queue: Deque[Job] = deque(jobs)
         self.batch_size = batch_size
         self._decoders: Dict[tuple, Decoder] = {}
 
-    def start(self, job: _Job) -> None:
+    def submit(self, job: Job) -> None:
+        """Queue a job: it starts at the next round with a free slot."""
+        self.queue.append(job)
+
+    def start(self, job: Job) -> None:
+        """Open the job's source, detect the language if needed (on its first window, whose
+        encoding is then reused) and make its info; an unreadable input becomes the job's error."""
         o = self.owner
         try:
-            job.windows = AudioWindows(job.source, job.raw, o.model.dims.n_mels, job.options.padding)
-            duration = job.header_duration
-            first = job.windows.available_frames(0)  # decodes the first window's samples
-            if job.windows.n_samples is not None:
-                duration = job.windows.n_samples / SAMPLE_RATE
-            if first == 0:
-                raise AudioError(f"{_name(job.source)}: too short to transcribe (under 10 ms of audio)")
+            duration = job.source.open()
             opts = job.options
             tokenizer = o.tokenizer.with_language(opts.language, opts.task)
             language, lang_prob, all_probs = opts.language or "en", 1.0, None
             timings = {}
             if opts.language is None and tokenizer.multilingual:
-                features, n = job.windows.window(0)
+                job.held = job.source.ready()
+                window = job.held[0]
                 t0 = self._clock()
-                audio = o.encode(features[None], [n], opts.eas)
+                audio = o.encode(window.features[None], [window.frames], opts.eas)
                 t1 = self._clock()
-                job.first_window = audio
+                job.first_encoded = (window, audio)
                 probs = detect_language(o.model, audio, tokenizer)[0]
                 # the encoding is the first window's, reused for its transcription
                 timings = {"encode": t1 - t0, "language": self._clock() - t1}
@@ -266,13 +145,14 @@ class _Runner:
                                          duration=duration or 0.0, all_language_probs=all_probs, options=opts,
                                          timings=timings)
             if opts.initial_prompt:
-                job.all_tokens = tokenizer.encode(" " + opts.initial_prompt.strip())
-        except (AudioError, ValueError) as e:
-            job.error = e if isinstance(e, AudioError) else AudioError(f"{_name(job.source)}: {e}")
-            job.done = True
+                job.initial_tokens = tokenizer.encode(" " + opts.initial_prompt.strip())
+        except AudioError as e:
+            self._fail(job, e)
 
-    def run_all(self, progress) -> Iterator[FileResult]:
-        active: List[_Job] = []
+    def run_all(self, progress: Optional[Callable[[float], None]] = None) -> Iterator[FileResult]:
+        """Run until the queue is empty and every job is done, yielding each job's result as it
+        finishes. `progress` receives the seconds of audio advanced since its last call."""
+        active: List[Job] = []
         reported: Dict[int, float] = {}  # job index -> seconds already reported to `progress`
 
         def report(job, upto):
@@ -282,10 +162,10 @@ class _Runner:
 
         while self.queue or active:
             while self.queue and len(active) < self.batch_size:
-                job = self.queue.pop(0)
+                job = self.queue.popleft()
                 self.start(job)
                 if job.error:
-                    yield FileResult(job.index, job.source, [], None, str(job.error))
+                    yield FileResult(job.index, job.label, [], None, str(job.error))
                     continue
                 active.append(job)
             if not active:
@@ -294,64 +174,66 @@ class _Runner:
             for job in list(active):
                 job.collected.extend(job.pending)
                 job.pending = []
-                report(job, job.info.duration if job.done else job.seek / FRAMES_PER_SECOND)
+                report(job, job.info.duration if job.done else job.position)
                 if job.done:
                     active.remove(job)
-                    yield FileResult(job.index, job.source, job.collected, job.info,
+                    yield FileResult(job.index, job.label, job.collected, job.info,
                                      str(job.error) if job.error else None)
 
-    # -- one round: the next window of every active job ----------------------------------------
+    # -- one round: the ready windows of every active job ----------------------------------------
 
     @torch.inference_mode()
-    def round(self, jobs: List[_Job]) -> None:
-        batch, feats, frames = [], [], []
+    def round(self, jobs: List[Job]) -> None:
+        items: List[Tuple[Job, Window]] = []
         for job in jobs:
             if job.done:
                 continue
             try:
-                n = job.windows.available_frames(job.seek)
-                if n <= 0:
-                    self._finish(job)
-                    continue
-                f, n = job.windows.window(job.seek)
+                windows, job.held = job.held or job.source.ready(), []
             except AudioError as e:
-                job.error, job.done = e, True
+                self._fail(job, e)
                 continue
-            batch.append(job)
-            feats.append(f)
-            frames.append(n)
-        eas = batch[0].options.eas if batch else None
+            if not windows and job.source.done:
+                self._finish(job)
+            items += [(job, w) for w in windows]
+        by_options: Dict[TranscribeOptions, List[Tuple[Job, Window]]] = {}
+        for job, window in items:
+            by_options.setdefault(job.options, []).append((job, window))
         n_ctx = self.owner.model.dims.n_audio_ctx
-        for group in similar_length_groups(frames, eas, n_ctx):
-            self._run([batch[i] for i in group], [feats[i] for i in group], [frames[i] for i in group], eas)
+        for options, batch in by_options.items():
+            for group in similar_length_groups([w.frames for _, w in batch], options.eas, n_ctx):
+                for i in range(0, len(group), self.batch_size):
+                    self._run([batch[j] for j in group[i : i + self.batch_size]], options.eas)
 
-    def _run(self, batch: List[_Job], feats, frames: List[int], eas: Optional[EASConfig]) -> None:
+    def _run(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> None:
         t0 = self._clock()
-        audio = self._encode(batch, feats, frames, eas)
+        audio = self._encode(batch, eas)
         t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
         t2 = self._clock()
-        for i, (job, result, n) in enumerate(zip(batch, results, frames)):
+        for i, ((job, window), result) in enumerate(zip(batch, results)):
             job.info.decoder_steps += steps[i]
             job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
             job.info.windows += 1
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
                                         else int(audio.x.shape[1]))
-            self._consume(job, result, n, audio, i)
+            self._consume(job, window, result, audio, i)
 
     def _clock(self) -> float:
         if self.owner.device.type == "cuda":  # kernels run asynchronously: wait for them
             torch.cuda.synchronize(self.owner.device)
         return time.perf_counter()
 
-    def _encode(self, batch: List[_Job], feats, frames, eas) -> TokenSet:
+    def _encode(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> TokenSet:
         """Encode the batch's windows, reusing a first window already encoded for language
         detection."""
-        cached = [job.first_window if job.seek == 0 else None for job in batch]
-        for job in batch:
-            job.first_window = None
+        cached = [job.first_encoded[1] if job.first_encoded and job.first_encoded[0] is window else None
+                  for job, window in batch]
+        for job, _ in batch:
+            job.first_encoded = None
         todo = [i for i, c in enumerate(cached) if c is None]
+        feats, frames = [w.features for _, w in batch], [w.frames for _, w in batch]
         if len(todo) == len(batch):
             return self.owner.encode(torch.stack(feats), frames, eas)
         if todo:
@@ -366,10 +248,10 @@ class _Runner:
             self._decoders[key] = Decoder(self.owner.model, tokenizer, options, self.owner.loaded.begin_suppress_tokens)
         return self._decoders[key]
 
-    def _decode_with_fallback(self, batch: List[_Job], audio: TokenSet):
+    def _decode_with_fallback(self, batch: List[Tuple[Job, Window]], audio: TokenSet):
         """Decode each window at the first temperature whose result passes the thresholds;
         returns the results and the decoder steps each window took."""
-        opts = batch[0].options
+        opts = batch[0][0].options  # a batch shares its options (see round)
         results: List[Optional[DecodingResult]] = [None] * len(batch)
         tried: List[List[DecodingResult]] = [[] for _ in batch]
         todo = list(range(len(batch)))
@@ -389,16 +271,19 @@ class _Runner:
             groups: Dict[int, List[int]] = {}
             initial: Dict[int, List[int]] = {}
             for i in todo:
-                job = batch[i]
+                job, window = batch[i]
+                state = job.stream(window.stream)
                 decoder = self._decoder(dopts, job.tokenizer)
-                prompt = job.all_tokens[job.prompt_reset_since:] if (opts.condition_on_previous_text or job.prompt_reset_since == 0) else []
-                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and job.seek == 0 else None
+                prompt = (state.all_tokens[state.prompt_reset_since:]
+                          if (opts.condition_on_previous_text or state.prompt_reset_since == 0) else [])
+                # the prefix starts the first window of a stream
+                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and state.windows == 0 else None
                 initial[i] = decoder.initial_tokens(prompt, prefix)
                 groups.setdefault(len(initial[i]), []).append(i)
             still = []
             for rows in groups.values():
                 index = torch.tensor(rows, device=audio.x.device)
-                decoder = self._decoder(dopts, batch[rows[0]].tokenizer)
+                decoder = self._decoder(dopts, batch[rows[0]][0].tokenizer)
                 outs = decoder.run(audio.select(index), [initial[i] for i in rows])
                 for i, r in zip(rows, outs):
                     tried[i].append(r)
@@ -414,14 +299,16 @@ class _Runner:
         steps = [sum(len(r.tokens) + 1 for r in attempts) for attempts in tried]
         return results, steps
 
-    def _consume(self, job: _Job, result: DecodingResult, n_frames: int, audio: TokenSet, row: int) -> None:
+    def _consume(self, job: Job, window: Window, result: DecodingResult, audio: TokenSet, row: int) -> None:
+        """Segments from one window's result, and how many of its frames they consumed: up to the
+        last complete segment's end (or the last word's, with word timestamps), or the whole
+        window when it ends on a single timestamp, has none, or is silence."""
         opts, tok = job.options, job.tokenizer
-        seek, segment_size = job.seek, n_frames
-        time_offset = seek * HOP_LENGTH / SAMPLE_RATE
+        state = job.stream(window.stream)
+        seek, segment_size, time_offset = window.start, window.frames, window.offset
         if opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold and not (
                 opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold):
-            job.seek += segment_size  # silence: skip the window
-            self._after_window(job)
+            self._advance(job, window, segment_size)  # silence: skip the window
             return
         tokens = result.tokens
         is_ts = [t >= tok.timestamp_begin for t in tokens]
@@ -439,17 +326,18 @@ class _Runner:
                 pieces.append((time_offset + start, time_offset + end, piece))
                 last = cut
             if single_ending:
-                new_seek = seek + segment_size
+                consumed = segment_size
             else:
-                new_seek = seek + (tokens[last - 1] - tok.timestamp_begin) * 2  # 2 mel frames per token
+                consumed = (tokens[last - 1] - tok.timestamp_begin) * 2  # 2 mel frames per token
         else:
             duration = segment_size * HOP_LENGTH / SAMPLE_RATE
             stamps = [t for t in tokens if t >= tok.timestamp_begin]
             if stamps and stamps[-1] != tok.timestamp_begin:
                 duration = (stamps[-1] - tok.timestamp_begin) * TIME_PRECISION
             pieces.append((time_offset, time_offset + duration, tokens))
-            new_seek = seek + segment_size
-        job.seek = new_seek if new_seek > seek else seek + segment_size  # always move forward
+            consumed = segment_size
+        if consumed <= 0:  # always move forward
+            consumed = segment_size
 
         segments = []
         for start, end, piece in pieces:
@@ -462,34 +350,43 @@ class _Runner:
                 no_speech_prob=result.no_speech_prob, words=None, temperature=result.temperature,
             ))
         if opts.word_timestamps and segments:
-            from ..network.timing import add_word_timestamps
-
-            job.last_speech_end = add_word_timestamps(
-                self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)), segments, n_frames,
-                time_offset, opts, job.last_speech_end)
+            state.last_speech_end = add_word_timestamps(
+                self.owner.model, tok, audio.select(torch.tensor([row], device=audio.x.device)), segments,
+                segment_size, time_offset, opts, state.last_speech_end)
             if not single_ending and segments[-1].words:
                 # the next window starts after the last word, not at the last timestamp token
                 shift = round((segments[-1].words[-1].end - time_offset) * FRAMES_PER_SECOND)
                 if shift > 0:
-                    job.seek = seek + shift
+                    consumed = shift
         for s in segments:
             s.id = job.segments_made
             job.segments_made += 1
         job.pending.extend(segments)
-        job.all_tokens.extend(t for s in segments for t in s.tokens)
+        state.all_tokens.extend(t for s in segments for t in s.tokens)
         if not opts.condition_on_previous_text or result.temperature > opts.prompt_reset_on_temperature:
-            job.prompt_reset_since = len(job.all_tokens)
-        self._after_window(job)
+            state.prompt_reset_since = len(state.all_tokens)
+        self._advance(job, window, consumed)
 
-    def _after_window(self, job: _Job) -> None:
-        job.windows.release_before(job.seek * HOP_LENGTH)
-        if job.windows.available_frames(job.seek) <= 0:
+    def _advance(self, job: Job, window: Window, consumed: int) -> None:
+        job.stream(window.stream).windows += 1
+        job.position = max(job.position, window.offset + consumed / FRAMES_PER_SECOND)
+        try:
+            job.source.advance(window, consumed)
+        except AudioError as e:  # reading on to the next window found a broken stream
+            self._fail(job, e)
+            return
+        if job.source.done:
             self._finish(job)
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: Job) -> None:
         job.done = True
-        if job.windows is not None and job.windows.n_samples is not None:
-            job.info.duration = job.windows.n_samples / SAMPLE_RATE
+        if job.source.duration is not None:
+            job.info.duration = job.source.duration
+        job.source.close()
+
+    def _fail(self, job: Job, error: AudioError) -> None:
+        job.error, job.done = error, True
+        job.source.close()
 
 
 def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:
@@ -502,7 +399,3 @@ def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:
             and opts.log_prob_threshold is not None and r.avg_logprob < opts.log_prob_threshold):
         needs = False  # silence: it will be skipped, no point in retrying
     return needs
-
-
-def _name(source: AudioSource) -> str:
-    return "<array>" if isinstance(source, np.ndarray) else os.fspath(source)
