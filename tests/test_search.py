@@ -10,7 +10,8 @@ import pytest
 from whisper_eas.evaluation import search
 from whisper_eas.evaluation.evaluate import EvalResult, UtteranceResult
 from whisper_eas.evaluation.manifest import Utterance
-from whisper_eas.evaluation.metrics import ErrorCounts
+from whisper_eas.evaluation.metrics import ErrorCounts, corpus_wer, word_errors
+from whisper_eas.io.profiles import find_profile, load_profile
 from whisper_eas import EVAL_OPTIONS
 from whisper_eas.errors import SearchCacheError
 from whisper_eas.evaluation.search import (DENSE, Cache, GridSpec, ModelInfo, Row, Settings,
@@ -290,13 +291,32 @@ def test_outputs_of_a_synthetic_search(tmp_path, monkeypatch):
     csv_lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(candidates)
 
-    from whisper_eas.io.profiles import find_profile, load_profile
-
-    saved = tmp_path / "home" / "profiles" / search.profile_filename(MODEL)
-    profile = load_profile(saved)
-    assert profile.eas.describe() == outcome.pick.row.key or outcome.pick.is_dense
+    # the fake evaluator's errors grow with layer and sparsity: 0:0.3 is the fastest with no loss
+    assert outcome.pick.row.key == "0:0.3" and not outcome.pick.is_dense
+    profile = load_profile(tmp_path / "out" / "profile.json")
+    assert profile.eas.describe() == "0:0.3"
+    assert (profile.model, profile.fingerprint, profile.device, profile.dtype) == ("fake", MODEL.fingerprint, "cpu",
+                                                                                  "float32")
     assert profile.metrics["dense_wer"] == pytest.approx(outcome.baseline.wer)
-    assert find_profile("fake", MODEL.fingerprint, "cpu").path == saved
+    assert profile.metrics["utterances"] == len(UTTS) and profile.metrics["significant"] is True
+
+
+def test_a_search_writes_its_profile_to_its_output_folder_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("WHISPER_EAS_HOME", str(tmp_path / "home"))
+    candidates = build_grid(GridSpec(layers=(0,), sparsities=(0.3,)), n_layers=4)
+    written = write_outputs(_run(tmp_path, FakeEvaluator(), candidates), tmp_path / "out", plots=False)
+    assert tmp_path / "out" / "profile.json" in written
+    assert all(p.parent == tmp_path / "out" for p in written)
+    assert not (tmp_path / "home").exists()
+    assert find_profile("fake", MODEL.fingerprint, "cpu") is None  # --eas auto is unchanged
+
+
+def test_a_search_that_keeps_dense_writes_a_profile_that_runs_dense(tmp_path):
+    candidates = build_grid(GridSpec(layers=(3,), sparsities=(0.9,)), n_layers=4)  # far past the budget
+    outcome = _run(tmp_path, FakeEvaluator(), candidates)
+    assert outcome.pick.is_dense
+    profile = search.make_profile(outcome)
+    assert profile.eas.describe() == "0:0" and profile.eas.is_dense and profile.metrics["dense"] is True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,10 +334,19 @@ def test_search_with_tiny_en_on_jfk(tiny, jfk, tmp_path, monkeypatch):
     assert [r.key for r in outcome.rows] == [DENSE, "1:0.5"]
     dense, eas = outcome.rows
     assert dense.wer == 0.0 and dense.tokens_kept == 1500 and eas.tokens_kept == 750
-    assert eas.wer <= 0.05 and eas.speedup > 0
+    # the rows are what was measured: the WER of the transcripts in the cache, and the speedups the
+    # ratio of dense's time (the median of its two runs) to the configuration's
+    cache = {row["key"]: row for row in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines()[1:])}
+    hypotheses = cache["1:0.5"]["hypotheses"]
+    assert eas.wer == pytest.approx(corpus_wer([word_errors(u.text, h) for u, h in zip(utts, hypotheses)]))
+    assert eas.wer <= 0.05
+    dense_seconds = [sum(cache[k]["seconds_runs"]) for k in (DENSE, search.DENSE_END)]
+    assert outcome.baseline.seconds == pytest.approx(sum(dense_seconds) / 2)
+    assert eas.speedup == pytest.approx(outcome.baseline.seconds / cache["1:0.5"]["seconds_runs"][0])
+    assert eas.encoder_speedup == pytest.approx(outcome.baseline.encode_seconds / cache["1:0.5"]["encode_runs"][0])
     written = write_outputs(outcome, tmp_path / "out")
-    assert (tmp_path / "out" / "pareto.png").is_file() and (tmp_path / "home" / "profiles").is_dir()
-    assert len(written) == 9
+    assert (tmp_path / "out" / "pareto.png").is_file() and not (tmp_path / "home").exists()
+    assert len(written) == 8
 
 
 def _manifest(tmp_path, jfk):

@@ -143,7 +143,7 @@ def _one_line(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bool,
-                compute_type: Optional[str] = None):
+                compute_type: Optional[str] = None, n_layers: Optional[int] = None):
     """The EAS configuration the flags ask for (None: dense). Without --eas or --profile the
     saved profile for this model and device is used ('auto'), silently; dense if there is none."""
     from dataclasses import replace
@@ -161,7 +161,7 @@ def resolve_eas(args, loaded_name: str, fingerprint: str, device: str, quiet: bo
     if args.profile:
         config = load_profile(args.profile).eas
     elif args.eas is None or args.eas == "auto":
-        profile = find_profile(loaded_name, fingerprint, device, compute_type)
+        profile = find_profile(loaded_name, fingerprint, device, compute_type, n_layers)
         explicit = args.eas == "auto"
         if profile is None:
             if explicit and not quiet:

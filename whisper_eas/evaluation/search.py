@@ -39,7 +39,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -48,6 +47,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import OptionsError, SearchCacheError
 from ..hardware import describe as describe_machine
+from ..io.profiles import Profile
+from ..io.profiles import slug as profile_slug
 from ..network.eas import SCORES, EASConfig, Stage, parse_eas
 from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
 from .evaluate import EvalResult, evaluate
@@ -649,8 +650,6 @@ def write_markdown(outcome: Outcome, path: Path) -> None:
 
 
 def make_profile(outcome: Outcome):
-    from ..io.profiles import Profile
-
     p, m, b = outcome.pick, outcome.model, outcome.baseline
     # dense as a profile: a 0-sparsity stage runs the exact dense path, and tells `--eas auto` that
     # on this model and device nothing was within the budget
@@ -665,17 +664,9 @@ def make_profile(outcome: Outcome):
                    created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
-def profile_filename(model: ModelInfo) -> str:
-    kind = "cuda" if model.device.startswith("cuda") else "cpu"
-    return f"{_slug(model.name)}-{kind}-{model.dtype}-{model.fingerprint[:8]}.json"
-
-
-def _slug(text: str) -> str:
-    name = Path(text.rstrip("/")).name or text
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
-
-
-def write_outputs(outcome: Outcome, out_dir: Path, save_profile: bool = True, plots: bool = True) -> List[Path]:
+def write_outputs(outcome: Outcome, out_dir: Path, plots: bool = True) -> List[Path]:
+    """The search's files, all in `out_dir`; profile.json too, which `--eas auto` runs only once
+    it is installed (`whisper-eas profile install`)."""
     out_dir = Path(out_dir)
     written = [out_dir / "results.jsonl"]
     write_csv(outcome, out_dir / "results.csv")
@@ -689,10 +680,6 @@ def write_outputs(outcome: Outcome, out_dir: Path, save_profile: bool = True, pl
         written += plot_all(outcome, out_dir)
     profile = make_profile(outcome)
     written.append(profile.save(out_dir / "profile.json"))
-    if save_profile:
-        from ..io.profiles import user_profile_dir
-
-        written.append(profile.save(user_profile_dir() / profile_filename(outcome.model)))
     return written
 
 
@@ -734,8 +721,6 @@ def add_search_parser(sub, add_model_flags) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", "--output_dir", "-o", default=None,
                    help="default: runs/search-MODEL-TIMESTAMP (or the newest unfinished search of the same settings)")
-    g.add_argument("--no-save-profile", action="store_true",
-                   help="do not copy the profile into the user profile directory")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or per-config lines")
     p.set_defaults(handler=cmd_search)
@@ -770,7 +755,7 @@ def grid_spec(args) -> GridSpec:
 
 def default_output_dir(model_name: str, key: dict, root: Path = Path("runs")) -> Tuple[Path, bool]:
     """(dir, resumed): the newest unfinished search under root with this cache key, else a new one."""
-    slug = _slug(model_name)
+    slug = profile_slug(model_name)
     for d in sorted(root.glob(f"search-{slug}-*"), reverse=True):
         if (d / "results.jsonl").is_file() and not (d / "results.json").exists() and _header_key(d) == key:
             return d, True
@@ -817,7 +802,7 @@ def cmd_search(args) -> int:
         f"utterances, {model.name} on {model.device} {model.dtype}; results in {out_dir}")
     outcome = run_search(whisper, model, utterances, candidates, out_dir, settings,
                          show_progress=not args.quiet and sys.stderr.isatty(), log=log)
-    written = write_outputs(outcome, out_dir, save_profile=not args.no_save_profile, plots=not args.no_plots)
+    written = write_outputs(outcome, out_dir, plots=not args.no_plots)
     print(report(outcome, written))
     return 0
 

@@ -10,7 +10,6 @@ an array by default, or any `WindowSource` the caller passes instead.
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
@@ -48,17 +47,19 @@ class WhisperModel:
         self.device = torch.device(device)
         self.dtype = next(self.model.parameters()).dtype
         self.compute_type = self.model.compute_type
-        auto = isinstance(eas, str) and eas.strip().lower() == AUTO_EAS
+        #: the installed (or shipped) profile whose configuration `eas` is (None: not "auto", or none fits)
+        self.profile: Optional[Profile] = None
+        if isinstance(eas, str) and eas.strip().lower() == AUTO_EAS:
+            self.profile = self.auto_profile()
+            eas = None if self.profile is None else self.profile.eas
         self.eas: Optional[EASConfig] = self._resolve_eas(eas)
         if self.eas is not None:
             self.eas.check_layers(self.model.dims.n_audio_layer)
-        #: the saved profile whose configuration `eas` is (None: not "auto", or no profile fits)
-        self.profile: Optional[Profile] = self.auto_profile if auto else None
 
-    @cached_property
     def auto_profile(self) -> Optional[Profile]:
-        """The saved search profile that `eas="auto"` runs for these weights, device and compute
-        type (None: there is none, and "auto" runs dense). Looked up once."""
+        """The profile that `eas="auto"` runs for these weights, device and compute type (None:
+        there is none, and "auto" runs dense). Looked up anew each time (a few small files), so a
+        profile installed meanwhile counts at once."""
         profile = find_profile(self.loaded.name, self.loaded.fingerprint, str(self.device), self.compute_type,
                                n_layers=self.model.dims.n_audio_layer)
         if profile is None:
@@ -68,7 +69,8 @@ class WhisperModel:
     def _resolve_eas(self, eas) -> Optional[EASConfig]:
         """'auto': the saved search profile for these weights on this device (dense if none)."""
         if isinstance(eas, str) and eas.strip().lower() == AUTO_EAS:
-            return None if self.auto_profile is None else self.auto_profile.eas
+            profile = self.auto_profile()
+            return None if profile is None else profile.eas
         return parse_eas(eas) if isinstance(eas, str) else eas
 
     # -- public API ----------------------------------------------------------------------------
