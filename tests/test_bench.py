@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from whisper_eas.evaluation.bench import EngineRun, render_table
-from whisper_eas.cli import main
+from whisper_eas.apps.cli import main
 
 
 def _rows(table: str):

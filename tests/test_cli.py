@@ -2,7 +2,7 @@
 raw PCM, word timestamps, and a battery of bad inputs and flags that must each end in one line on
 stderr and a non-zero exit - never a traceback.
 
-Most runs call `whisper_eas.cli.main` in-process with the session's tiny.en model; a few run the
+Most runs call `whisper_eas.apps.cli.main` in-process with the session's tiny.en model; a few run the
 real console script to check what a user's terminal sees."""
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import whisper_eas.pipeline.whisper
-from whisper_eas.cli import main
 
 JFK_SENTENCE = ("And so my fellow Americans, ask not what your country can do for you, "
                 "ask what you can do for your country.")
@@ -29,32 +27,6 @@ JFK_SENTENCE = ("And so my fellow Americans, ask not what your country can do fo
 
 def norm(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
-
-
-@pytest.fixture
-def cli(tiny, monkeypatch, capsys):
-    """Run `whisper-eas ARGS...` in-process -> (exit code, stdout, stderr); tiny.en is the session's
-    model instead of a fresh load (any other model is loaded for real)."""
-    real = whisper_eas.pipeline.whisper.WhisperModel
-
-    def model(name="tiny.en", device="cpu", compute_type="default", cpu_threads=0, **kwargs):
-        if (name, device, compute_type, kwargs) == ("tiny.en", "cpu", "default", {}):
-            return tiny
-        return real(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads, **kwargs)
-
-    monkeypatch.setattr(whisper_eas.pipeline.whisper, "WhisperModel", model)
-    monkeypatch.delenv("WHISPER_EAS_DEBUG", raising=False)
-
-    def run(*args):
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:  # argparse's own usage errors
-            code = e.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def assert_one_error_line(code, err, expect_code=None):
@@ -347,7 +319,7 @@ def test_batch_with_good_and_bad_files(cli, jfk, bad_files, tmp_path, batch_size
 
 def _console(*args, timeout=180):
     exe = shutil.which("whisper-eas")
-    cmd = [exe] if exe else [sys.executable, "-m", "whisper_eas.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "whisper_eas"]
     env = {k: v for k, v in os.environ.items() if k != "WHISPER_EAS_DEBUG"}
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
                           env=env, stdin=subprocess.DEVNULL)
@@ -400,3 +372,32 @@ def test_batch_to_stdout_keeps_the_input_order(cli, jfk, tmp_path):
     assert code == 0, err
     headers = [line for line in out.splitlines() if line.startswith("==> ")]
     assert headers == [f"==> {jfk} <==", f"==> {short} <==", f"==> {short} <=="]
+
+
+# -- our bugs are not the user's mistakes -----------------------------------------------------
+
+def _break_transcription(monkeypatch, tiny):
+    def broken(*args, **kwargs):
+        raise ValueError("Expected input batch_size (2) to match target batch_size (3).")  # as torch words it
+
+    monkeypatch.setattr(tiny, "transcribe_batch", broken)
+
+
+def test_a_valueerror_from_inside_is_a_bug_exit_1_not_a_usage_error(cli, jfk, tiny, monkeypatch):
+    _break_transcription(monkeypatch, tiny)
+    code, out, err = cli("transcribe", jfk)
+    line = assert_one_error_line(code, err, expect_code=1)
+    assert line == "whisper-eas: error: ValueError: Expected input batch_size (2) to match target batch_size (3)."
+
+
+def test_verbose_shows_the_traceback_of_a_bug(cli, jfk, tiny, monkeypatch):
+    _break_transcription(monkeypatch, tiny)
+    code, out, err = cli("transcribe", jfk, "--verbose")
+    assert code == 1 and "Traceback (most recent call last):" in err and 'raise ValueError("Expected' in err
+    assert err.splitlines()[-1] == ("whisper-eas: error: ValueError: Expected input batch_size (2) to match "
+                                    "target batch_size (3).")
+
+
+def test_python_dash_m_whisper_eas_is_the_command(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "whisper_eas", "--version"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("whisper-eas ")

@@ -362,7 +362,7 @@ def _manifest(tmp_path, jfk):
     (["search", "{m}", "--layers", "one"], "--layers takes a comma-separated list of ints"),
 ])
 def test_cli_errors_are_one_line(argv, message, tmp_path, jfk, capsys):
-    from whisper_eas.cli import main
+    from whisper_eas.apps.cli import main
 
     argv = [a.replace("{m}", str(_manifest(tmp_path, jfk))) for a in argv]
     assert main(argv) == 2

@@ -1,4 +1,4 @@
-"""`whisper-eas bench`: speed side by side with the dense engine and with peer engines.
+"""Speed side by side with the dense engine and with peer engines.
 
 Every engine runs in its own subprocess, one after another on the same files, so that peak RSS
 is the engine's own and no engine warms the caches for the next. Each one loads, transcribes one
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ManifestError, ModelError, OptionsError, UserError
-from ..hardware import describe as describe_machine
+from ..errors import ModelError, OptionsError, UserError
 
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
 DEFAULT_CUDA_ENGINES = ("ours:float16,ours:float16:auto,ours:float16:-1:0 pad=16,ours:float16:0:0.5,"
@@ -244,7 +243,8 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
 
 
 
-def render_table(runs: List[EngineRun], references: List[str], n_files: int, baseline: str) -> str:
+def render_table(runs: List[EngineRun], references: List[str], n_files: int, baseline: str,
+                 language: str = "en") -> str:
     from .metrics import corpus_wer, word_errors
 
     base = next((r for r in runs if r.engine == baseline and r.texts), None)
@@ -254,7 +254,7 @@ def render_table(runs: List[EngineRun], references: List[str], n_files: int, bas
         if not r.texts:
             lines.append(f"| {r.engine} | - | - | - | - | - | - | - | - | {r.note} |")
             continue
-        counts = [word_errors(ref, hyp) for ref, hyp in zip(references, r.texts)]
+        counts = [word_errors(ref, hyp, language=language) for ref, hyp in zip(references, r.texts)]
         # a bare audio file has no reference: no WER, not an infinite one
         wer = f"{corpus_wer(counts):.2%}" if sum(c.ref_len for c in counts) else "-"
         dec = f"{1000 * r.decode_seconds / max(r.tokens, 1):.2f}" if r.decode_seconds is not None else "-"
@@ -264,67 +264,6 @@ def render_table(runs: List[EngineRun], references: List[str], n_files: int, bas
                      f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {enc} | {r.peak_rss_mb:.0f} | {ratio} | "
                      f"{r.note} |")
     return "\n".join(lines)
-
-
-def add_bench_parser(sub, add_model_flags) -> None:
-    p = sub.add_parser("bench", help="speed side by side with the dense engine and peers",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="MANIFEST", help="manifest, folder of audio + .txt, or one audio file")
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] for every engine")
-    p.add_argument("--engines", default=None,
-                   help=f"comma-separated (default on CPU: {DEFAULT_ENGINES}; on CUDA: {DEFAULT_CUDA_ENGINES})")
-    p.add_argument("--baseline", default=None,
-                   help="engine the speed ratios are against (default: faster-whisper:int8 on CPU, float16 on CUDA)")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--json", default=None, help="write all measurements here")
-    p.add_argument("--markdown", default=None, help="write the table here")
-    p.set_defaults(handler=cmd_bench)
-
-
-def cmd_bench(args) -> int:
-    from .manifest import Utterance, load_dataset
-
-    if os.path.isfile(args.dataset) and not args.dataset.endswith((".jsonl", ".tsv", ".json", ".ndjson")):
-        utterances = [Utterance(id=Path(args.dataset).stem, audio=os.path.abspath(args.dataset), text="")]
-    else:
-        utterances = load_dataset(args.dataset, limit=args.limit)
-    if any(u.start is not None or u.end is not None for u in utterances):
-        raise ManifestError("bench times whole files: the manifest must not cut utterances with start/end")
-    files = [u.audio for u in utterances]
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise OptionsError(f"--device {args.device}: no CUDA device is available")
-    spec = args.engines or (DEFAULT_CUDA_ENGINES if cuda else DEFAULT_ENGINES)
-    baseline = args.baseline or ("faster-whisper:float16" if cuda else "faster-whisper:int8")
-    engines = [e.strip() for e in spec.split(",") if e.strip()]
-    # "ours:float32:-1:0 pad=16" contains commas only inside EAS specs with stages; allow ';' there
-    runs = []
-    for engine in engines:
-        engine = engine.replace(";", ",")
-        print(f"bench: {engine} ...", file=sys.stderr, flush=True)
-        runs.append(run_engine(engine, args.model, files, args.threads, args.device))
-    table = render_table(runs, [u.text for u in utterances], len(files), baseline)
-    header = (f"{args.model}, {len(files)} files, greedy, no timestamps, {args.device}; "
-              f"{describe_machine(args.device, args.threads)}")
-    print(header)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(f"{header}\n\n{table}\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"header": header, "files": files,
-                                               "runs": [r.__dict__ for r in runs]}, indent=1))
-    failed = [r for r in runs if r.note.startswith("failed")]
-    if failed:  # like a batch of files: the table has every engine that ran, the failures are listed
-        print(f"whisper-eas: {len(failed)} of {len(runs)} engines failed:", file=sys.stderr)
-        for r in failed:
-            print(f"  {r.engine}: {r.note[len('failed: '):]}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

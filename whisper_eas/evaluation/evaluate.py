@@ -1,9 +1,8 @@
-"""`whisper-eas eval`: WER/CER and runtime of one configuration on a dataset."""
+"""WER/CER and runtime of one configuration on a dataset (`whisper-eas eval`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import OptionsError
 from ..io.audio import SAMPLE_RATE, load_audio
 from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
-from .manifest import Utterance, load_dataset
+from .manifest import Utterance
 from .metrics import ErrorCounts, char_errors, corpus_wer, word_errors
 
 
@@ -76,7 +74,7 @@ class EvalResult:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _audio_for(utt: Utterance):
+def audio_for(utt: Utterance):
     """A path when the whole file is wanted (so decoding is timed as a user would see it),
     else the cut-out samples."""
     if utt.start is None and utt.end is None:
@@ -94,7 +92,7 @@ def evaluate(whisper, utterances: Sequence[Utterance], options: Optional[Transcr
     opts = EVAL_OPTIONS if options is None else options
     out = []
     for utt in utterances:
-        source = _audio_for(utt)
+        source = audio_for(utt)
         t0 = time.perf_counter()
         segments, info = whisper.transcribe(source, opts)
         hypothesis = "".join(s.text for s in segments).strip()
@@ -110,56 +108,3 @@ def evaluate(whisper, utterances: Sequence[Utterance], options: Optional[Transcr
         if progress:
             progress()
     return EvalResult(out, language)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-def add_eval_parser(sub, add_model_flags, add_eas_flags) -> None:
-    p = sub.add_parser("eval", help="WER/CER and speed on a dataset",
-                       description="Transcribe a dataset (JSONL/TSV manifest, a folder of audio + .txt, or "
-                                   "hf:NAME[:CONFIG]:SPLIT) and report WER, CER and runtime.")
-    p.add_argument("dataset", metavar="MANIFEST")
-    add_model_flags(p)
-    add_eas_flags(p)
-    p.add_argument("--limit", type=int, default=None, help="first N utterances only")
-    p.add_argument("--language", default="en", help="language of the references (normalizer; default: en)")
-    p.add_argument("--beam-size", "--beam_size", type=int, default=1)
-    p.add_argument("--output-dir", "--output_dir", "-o", default=None,
-                   help="write per-utterance results (utterances.jsonl) and summary.json here")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p.set_defaults(handler=cmd_eval)
-
-
-def cmd_eval(args) -> int:
-    from tqdm import tqdm
-
-    from ..cli import load_whisper, resolve_eas
-
-    if args.limit is not None and args.limit < 1:
-        raise OptionsError("--limit must be >= 1")
-    utterances = load_dataset(args.dataset, limit=args.limit)
-    whisper = load_whisper(args)
-    eas = resolve_eas(args, whisper.loaded.name, whisper.loaded.fingerprint, args.device, args.quiet,
-                      whisper.compute_type)
-    if eas is not None:
-        eas.check_layers(whisper.model.dims.n_audio_layer)
-    language = args.language
-    options = EVAL_OPTIONS.replace(eas=eas, beam_size=args.beam_size)
-    if whisper.tokenizer.multilingual and language:
-        options = options.replace(language=language)
-    bar = tqdm(total=len(utterances), unit="utt", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr)
-    list(whisper.transcribe(_audio_for(utterances[0]), options)[0])  # warm-up, untimed
-    result = evaluate(whisper, utterances, options, language=language, progress=lambda: bar.update(1))
-    bar.close()
-    summary = {"model": args.model, "eas": None if eas is None else eas.describe(), "dataset": args.dataset,
-               **result.summary()}
-    if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        result.write_jsonl(out / "utterances.jsonl")
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
-    return 0

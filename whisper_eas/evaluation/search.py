@@ -41,7 +41,7 @@ import json
 import os
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -52,7 +52,7 @@ from ..io.profiles import slug as profile_slug
 from ..network.eas import SCORES, EASConfig, Stage, parse_eas
 from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
 from .evaluate import EvalResult, evaluate
-from .manifest import Utterance, load_dataset
+from .manifest import Utterance
 from .metrics import ErrorCounts, corpus_wer, paired_bootstrap
 
 CACHE_FORMAT = "whisper-eas-search/1"
@@ -684,74 +684,7 @@ def write_outputs(outcome: Outcome, out_dir: Path, plots: bool = True) -> List[P
 
 
 # ---------------------------------------------------------------------------------------------
-# CLI
-
-def add_search_parser(sub, add_model_flags) -> None:
-    p = sub.add_parser(
-        "search", help="find the fastest EAS configuration within a WER budget",
-        description="Evaluate dense and a grid of EAS configurations (encoder layer x sparsity) on a dataset, "
-                    "measure WER and runtime, and pick the fastest configuration whose WER loss vs dense is within "
-                    "the budget. Writes results, a markdown table, plots and a profile for `--eas auto`. "
-                    "An interrupted search resumes from its cache (results.jsonl in the output directory).")
-    p.add_argument("dataset", metavar="MANIFEST",
-                   help="JSONL/TSV manifest, folder of audio + .txt, or hf:NAME[:CONFIG]:SPLIT")
-    add_model_flags(p)
-    g = p.add_argument_group("configurations")
-    g.add_argument("--layers", default=None, metavar="L,L,...", help="encoder blocks to prune after (default: all)")
-    g.add_argument("--sparsities", default=None, metavar="S,S,...", help="sparsities (default: 0.1,0.2,...,0.9)")
-    g.add_argument("--scores", default="attention", metavar="NAME,...",
-                   help=f"token scores, the first is the heatmaps' (default: attention; any of {', '.join(SCORES)})")
-    g.add_argument("--reduce", choices=("merge", "drop", "both"), default="merge",
-                   help="merge removed tokens into kept ones, drop them, or try both (default: merge)")
-    g.add_argument("--adaptive", default=None, metavar="P,P,...",
-                   help="also try adaptive configs (keep the fewest tokens holding a share P of the score) per layer")
-    g.add_argument("--pad", default=None, metavar="N,N,...",
-                   help="also try every config with padding pooled in runs of N, and pure padding pooling (-1:0 pad=N)")
-    g.add_argument("--extra", action="append", default=[], metavar="SPEC",
-                   help="an extra EAS spec, e.g. '1:0.3,2:0.5' or '2:0.5 score=keynorm drop' (repeatable)")
-    g = p.add_argument_group("measurement and choice")
-    g.add_argument("--budget", type=float, default=0.01,
-                   help="largest WER increase vs dense: absolute (0.01 = 1 point) or, with --relative, a share of "
-                        "dense WER (default: 0.01)")
-    g.add_argument("--relative", action="store_true", help="the budget is a fraction of dense WER")
-    g.add_argument("--repeats", type=int, default=1, help="timed passes per config; the median counts (default: 1)")
-    g.add_argument("--limit", type=int, default=None, help="first N utterances only")
-    g.add_argument("--language", default="en", help="language of the references (default: en)")
-    g.add_argument("--beam-size", "--beam_size", type=int, default=1)
-    g = p.add_argument_group("output")
-    g.add_argument("--output-dir", "--output_dir", "-o", default=None,
-                   help="default: runs/search-MODEL-TIMESTAMP (or the newest unfinished search of the same settings)")
-    g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or per-config lines")
-    p.set_defaults(handler=cmd_search)
-
-
-def parse_list(text: Optional[str], kind, flag: str) -> Optional[Tuple]:
-    if text is None:
-        return None
-    try:
-        values = tuple(kind(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise OptionsError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
-    if not values:
-        raise OptionsError(f"{flag} is empty")
-    return values
-
-
-def grid_spec(args) -> GridSpec:
-    sparsities = parse_list(args.sparsities, float, "--sparsities") or DEFAULT_SPARSITIES
-    for s in sparsities:
-        if not 0.0 <= s < 1.0:
-            raise OptionsError(f"--sparsities: {s:g} is not in [0, 1)")
-    scores = parse_list(args.scores, str, "--scores")
-    for score in scores:
-        if score not in SCORES:
-            raise OptionsError(f"--scores: unknown score {score!r}: use one of {', '.join(SCORES)}")
-    return GridSpec(layers=parse_list(args.layers, int, "--layers"),
-                    sparsities=tuple(round(s, 6) for s in sparsities), scores=scores, reduce=args.reduce,
-                    adaptive=parse_list(args.adaptive, float, "--adaptive") or (),
-                    pad=parse_list(args.pad, int, "--pad") or (), extra=tuple(args.extra))
-
+# Where a search writes, and what it prints
 
 def default_output_dir(model_name: str, key: dict, root: Path = Path("runs")) -> Tuple[Path, bool]:
     """(dir, resumed): the newest unfinished search under root with this cache key, else a new one."""
@@ -769,42 +702,6 @@ def _header_key(d: Path) -> Optional[dict]:
             return json.loads(f.readline()).get("key")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def cmd_search(args) -> int:
-    from ..cli import load_whisper
-
-    if args.limit is not None and args.limit < 1:
-        raise OptionsError("--limit must be >= 1")
-    if args.repeats < 1:
-        raise OptionsError("--repeats must be >= 1")
-    if args.budget < 0:
-        raise OptionsError("--budget must be >= 0")
-    spec = grid_spec(args)
-    utterances = load_dataset(args.dataset, limit=args.limit)  # dataset errors before the model loads
-    whisper = load_whisper(args)
-    model = ModelInfo.of(whisper)
-    candidates = build_grid(spec, model.n_layers)
-    options = EVAL_OPTIONS.replace(beam_size=args.beam_size)
-    if whisper.tokenizer.multilingual and args.language:
-        options = options.replace(language=args.language)
-    settings = Settings(dataset=args.dataset, limit=args.limit, budget=args.budget, relative=args.relative,
-                        repeats=args.repeats, language=args.language, options=options)
-    if args.output_dir:
-        out_dir = Path(args.output_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise OptionsError(f"--output-dir {out_dir} exists and is not a directory")
-    else:
-        key = cache_key(model, settings.dataset, utterances, settings.limit, settings.options, settings.repeats)
-        out_dir, _ = default_output_dir(model.name, key)
-    log = (lambda s: None) if args.quiet else (lambda s: print(f"whisper-eas: {s}", file=sys.stderr))
-    log(f"search: {len(candidates)} configs (dense measured at the start and the end) on {len(utterances)} "
-        f"utterances, {model.name} on {model.device} {model.dtype}; results in {out_dir}")
-    outcome = run_search(whisper, model, utterances, candidates, out_dir, settings,
-                         show_progress=not args.quiet and sys.stderr.isatty(), log=log)
-    written = write_outputs(outcome, out_dir, plots=not args.no_plots)
-    print(report(outcome, written))
-    return 0
 
 
 def report(outcome: Outcome, written: Sequence[Path], top: int = 10) -> str:

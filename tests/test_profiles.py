@@ -1,0 +1,181 @@
+"""EAS profiles are explicit: a search leaves `--eas auto` alone, `profile install` changes it
+and says so, transcribe names the profile it ran, and a broken profile is skipped with one
+warning - never used silently, never fatal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from whisper_eas.io import profiles
+from whisper_eas.io.profiles import SHIPPED_DIR, find_profile, install_profile, load_profile, user_profile_dir
+
+SHIPPED_TINY = SHIPPED_DIR / "tiny.en-cpu-float32.json"
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    profiles._warned.clear()  # one warning per file and process: each test starts afresh
+    yield
+    profiles._warned.clear()
+
+
+def write_profile(path: Path, tiny, eas="1:0.5", utterances=80, significant=True, fingerprint=None, **extra) -> Path:
+    data = {"format": profiles.FORMAT, "model": "tiny.en", "fingerprint": fingerprint or tiny.loaded.fingerprint,
+            "device": "cpu", "dtype": "float32", "eas": eas,
+            "metrics": {"utterances": utterances, "significant": significant}, **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def settings(cli, *args):
+    code, out, err = cli("transcribe", *args, "-f", "json")
+    assert code == 0, err
+    return json.loads(out)["settings"], err
+
+
+# -- install ----------------------------------------------------------------------------------
+
+def test_transcribe_names_the_shipped_profile_it_runs(cli, jfk):
+    got, err = settings(cli, jfk)
+    assert got["profile"] == str(SHIPPED_TINY) and got["eas"] == "-1:0 pad=32" and err == ""
+    got, err = settings(cli, jfk, "--eas", "off")
+    assert got["profile"] is None and got["eas"] is None
+
+
+def test_verbose_says_which_profile_runs_in_one_line(cli, jfk):
+    code, out, err = cli("transcribe", jfk, "--verbose")
+    assert code == 0 and err.splitlines() == [f"whisper-eas: EAS profile {SHIPPED_TINY}: -1:0 pad=32"]
+
+
+def test_install_makes_auto_run_the_profile_and_says_what_it_ran_before(cli, jfk, tiny, tmp_path):
+    made = write_profile(tmp_path / "search" / "profile.json", tiny, eas="1:0.5")
+    code, out, err = cli("profile", "install", made)
+    assert code == 0, err
+    installed = user_profile_dir() / f"tiny.en-cpu-float32-{tiny.loaded.fingerprint[:8]}.json"
+    assert out.splitlines() == [f"installed {installed}: `--eas auto` now runs 1:0.5 for tiny.en on cpu float32 "
+                                f"(before: -1:0 pad=32 from {SHIPPED_TINY})"]
+    got, _ = settings(cli, jfk)
+    assert got["eas"] == "1:0.5" and got["profile"] == str(installed)
+
+    code, out, err = cli("profile", "remove", installed.stem)
+    assert code == 0, err
+    assert out.splitlines() == [f"removed {installed}: `--eas auto` now runs -1:0 pad=32 for tiny.en on cpu float32 "
+                                f"(from {SHIPPED_TINY})"]
+    assert settings(cli, jfk)[0]["eas"] == "-1:0 pad=32"
+
+
+@pytest.mark.parametrize("metrics, reason", [(dict(utterances=12), "a search on 12 utterances, fewer than 50"),
+                                             (dict(significant=False), "not significantly within the budget")])
+def test_install_is_refused_for_a_small_or_not_significant_search_unless_forced(cli, tiny, tmp_path, metrics, reason):
+    made = write_profile(tmp_path / "profile.json", tiny, **metrics)
+    code, out, err = cli("profile", "install", made)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and reason in err and "--force" in err
+    assert not user_profile_dir().exists()
+    code, out, err = cli("profile", "install", made, "--force")
+    assert code == 0 and out.startswith("installed ")
+
+
+def test_a_small_search_leaves_eas_auto_unchanged_and_install_changes_it(cli, jfk, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio": str(jfk), "text": "ask not what your country can do for you"}) + "\n")
+    out_dir = tmp_path / "search"
+    code, out, err = cli("search", manifest, "--layers", "1", "--sparsities", "0.5", "--no-plots", "-q", "-o", out_dir)
+    assert code == 0, err
+    assert (out_dir / "profile.json").is_file() and not user_profile_dir().exists()
+    assert out.splitlines()[-1] == ("not installed: `--eas auto` is unchanged; to run this pick by default: "
+                                    f"whisper-eas profile install {out_dir / 'profile.json'}")
+    assert settings(cli, jfk)[0]["profile"] == str(SHIPPED_TINY)
+
+    code, out, err = cli("search", manifest, "--layers", "1", "--sparsities", "0.5", "--no-plots", "-q",
+                         "-o", out_dir, "--install")  # resumes from the cache, then refuses: 1 utterance
+    assert code == 2 and "a search on 1 utterances, fewer than 50" in err and len(err.splitlines()) == 1
+    code, out, err = cli("search", manifest, "--layers", "1", "--sparsities", "0.5", "--no-plots", "-q",
+                         "-o", out_dir, "--install", "--force")
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("installed ") and "(before: -1:0 pad=32 from" in out
+    assert settings(cli, jfk)[0]["profile"].startswith(str(user_profile_dir()))
+
+
+# -- validation -------------------------------------------------------------------------------
+
+def test_a_broken_installed_profile_is_skipped_with_one_warning_naming_it(cli, jfk, tiny):
+    bad = user_profile_dir() / "broken.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{ not json")
+    got, err = settings(cli, jfk)
+    assert got["profile"] == str(SHIPPED_TINY)  # the shipped profile runs instead
+    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: not a readable profile (JSONDecodeError)"]
+    _, err = settings(cli, jfk)
+    assert err == ""  # once per file
+
+
+def test_a_profile_for_these_weights_with_blocks_the_model_lacks_is_skipped_with_a_warning(cli, jfk, tiny):
+    bad = write_profile(user_profile_dir() / "deep.json", tiny, eas="5:0.5")  # tiny.en has blocks 0..3
+    got, err = settings(cli, jfk)
+    assert got["eas"] == "-1:0 pad=32"
+    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: EAS layer 5 is out of range: "
+                                "this encoder has blocks 0..3"]
+
+
+def test_profiles_for_other_models_are_passed_over_silently(cli, jfk, tiny):
+    write_profile(user_profile_dir() / "other.json", tiny, fingerprint="0123456789abcdef")
+    got, err = settings(cli, jfk)
+    assert got["eas"] == "-1:0 pad=32" and err == ""
+
+
+def test_an_explicit_profile_for_other_weights_is_refused(cli, jfk, tiny, tmp_path):
+    other = write_profile(tmp_path / "other.json", tiny, fingerprint="0123456789abcdef")
+    code, out, err = cli("transcribe", jfk, "--profile", other)
+    assert code == 2 and err.splitlines() == [
+        f"whisper-eas: error: {other}: made for tiny.en (weights 0123456789abcdef), not for tiny.en "
+        f"(weights {tiny.loaded.fingerprint})"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{}", "not a whisper-eas profile"),
+    (json.dumps({"format": profiles.FORMAT, "model": "m"}), "lacks the field"),
+    (json.dumps({"format": profiles.FORMAT, "model": "m", "fingerprint": "f", "device": "cpu", "eas": "1:x"}),
+     "does not parse"),
+])
+def test_a_bad_profile_file_is_one_profile_error(tmp_path, text, message):
+    from whisper_eas.errors import ProfileError
+
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=message) as e:
+        load_profile(path)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+# -- list, show, remove -----------------------------------------------------------------------
+
+def test_list_marks_what_auto_runs_and_show_prints_the_file(cli, tiny, tmp_path):
+    installed, before = install_profile(write_profile(tmp_path / "p.json", tiny, eas="2:0.3"))
+    assert before.path == SHIPPED_TINY
+    code, out, err = cli("profile", "list")
+    assert code == 0, err
+    rows = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert rows[installed.path.stem].startswith("*") and "2:0.3" in rows[installed.path.stem] and "installed" in rows[installed.path.stem]
+    assert not rows["tiny.en-cpu-float32"].startswith("*")  # the installed one wins over the shipped one
+    assert rows["base-cpu-float32"].startswith("*")
+    code, out, err = cli("profile", "show", installed.path.stem)
+    assert code == 0 and json.loads(out)["eas"] == "2:0.3" and json.loads(out)["installed"] is True
+
+
+def test_a_shipped_profile_cannot_be_removed(cli):
+    code, out, err = cli("profile", "remove", "tiny.en-cpu-float32")
+    assert code == 2 and "not an installed profile" in err
+
+
+def test_find_profile_prefers_the_same_compute_type_then_any(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WHISPER_EAS_HOME", str(tmp_path / "home"))
+    install_profile(write_profile(tmp_path / "a.json", tiny, eas="1:0.5", dtype="int8"))
+    fp = tiny.loaded.fingerprint
+    assert find_profile("tiny.en", fp, "cpu", "int8").eas.describe() == "1:0.5"
+    assert find_profile("tiny.en", fp, "cpu", "float32").path == SHIPPED_TINY
+    assert find_profile("tiny.en", fp, "cuda", "float16") is None
