@@ -20,26 +20,23 @@ def add_parser(sub) -> None:
                                    f"model, device and compute type. Installed profiles ({user_profile_dir()}) "
                                    "win over the ones shipped with the package.")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    a = actions.add_parser("list", help="every profile; * marks what `--eas auto` runs")
-    flags.add_output_flags(a, None)
-    a.set_defaults(handler=run_list)
-    a = actions.add_parser("show", help="one profile's contents")
-    a.add_argument("profile", metavar="NAME_OR_PATH")
-    flags.add_output_flags(a, None)
-    a.set_defaults(handler=run_show)
-    a = actions.add_parser("install", help="make a search's profile what `--eas auto` runs",
-                           description="Copy a profile (a search's profile.json) into the installed profiles, so "
-                                       "that `--eas auto` runs it for its model, device and compute type. Refused "
-                                       f"for a search on fewer than {MIN_UTTERANCES} utterances or without a "
-                                       "significant result, unless --force.")
+
+    def action(name, handler, **kwargs):
+        a = actions.add_parser(name, **kwargs)
+        a.set_defaults(handler=handler)
+        return a
+
+    action("list", run_list, help="every profile; * marks what `--eas auto` runs")
+    action("show", run_show, help="one profile's contents").add_argument("profile", metavar="NAME_OR_PATH")
+    a = action("install", run_install, help="make a search's profile what `--eas auto` runs",
+               description="Copy a profile (a search's profile.json) into the installed profiles, so that "
+                           "`--eas auto` runs it for its model, device and compute type. Refused for a search on "
+                           f"fewer than {MIN_UTTERANCES} utterances or without a significant result, unless --force.")
     a.add_argument("file", metavar="FILE")
     a.add_argument("--force", action="store_true", help="install even a small or not significant search's pick")
-    flags.add_output_flags(a, None)
-    a.set_defaults(handler=run_install)
-    a = actions.add_parser("remove", help="uninstall a profile (shipped ones stay)")
-    a.add_argument("name", metavar="NAME")
-    flags.add_output_flags(a, None)
-    a.set_defaults(handler=run_remove)
+    action("remove", run_remove, help="uninstall a profile (shipped ones stay)").add_argument("name", metavar="NAME")
+    for a in actions.choices.values():
+        flags.add_output_flags(a, None)
     p.set_defaults(handler=lambda args: _usage(p))
 
 
