@@ -60,7 +60,7 @@ SPECIALS = {
 
 def one_line_error(source) -> str:
     with pytest.raises(ModelError) as info:
-        load_model(str(source))
+        load_model(str(source), compute_type="float32")
     message = str(info.value)
     assert message and "\n" not in message, message
     return message
@@ -184,7 +184,7 @@ def test_hf_safetensors_matches_transformers(transformers, tmp_path, case):
     if not tokenizer.is_file():
         pytest.skip(f"{tokenizer} is not installed")
     hf = make_hf(transformers, **kw, seed=len(case))
-    lm = load_model(str(save_hf(hf, tmp_path, tokenizer)))
+    lm = load_model(str(save_hf(hf, tmp_path, tokenizer)), compute_type="float32")
     d = lm.model.dims
     assert (d.n_mels, d.n_vocab, d.n_audio_ctx, d.n_text_ctx) == (kw["n_mels"], kw["vocab"], 50, 32)
     assert (d.n_audio_layer, d.n_text_layer, d.n_audio_head, d.n_text_head) == (
@@ -196,7 +196,7 @@ def test_hf_safetensors_matches_transformers(transformers, tmp_path, case):
 
 def test_hf_generation_config_extras(hf_en):
     hf, path = hf_en
-    lm = load_model(str(path))
+    lm = load_model(str(path), compute_type="float32")
     assert lm.model.alignment_heads == [(1, 0), (1, 1)]
     assert lm.suppress_tokens == (1, 2, 7)
     assert tuple(lm.begin_suppress_tokens) == (220, 50256)
@@ -209,7 +209,7 @@ def test_hf_sharded_safetensors(hf_en, tmp_path):
     save_hf(hf, tmp_path, max_shard_size="2MB")
     shards = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"].values()
     assert len(set(shards)) >= 2 and not (tmp_path / "model.safetensors").exists()
-    assert_matches_hf(load_model(str(tmp_path)), hf, 51864, 80)
+    assert_matches_hf(load_model(str(tmp_path), compute_type="float32"), hf, 51864, 80)
 
 
 def test_hf_pytorch_model_bin(hf_en, tmp_path):
@@ -219,7 +219,7 @@ def test_hf_pytorch_model_bin(hf_en, tmp_path):
     hf.config.save_pretrained(str(tmp_path))
     torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
     shutil.copy(EN_TOKENIZER, tmp_path / "tokenizer.json")
-    assert_matches_hf(load_model(str(tmp_path)), hf, 51864, 80)
+    assert_matches_hf(load_model(str(tmp_path), compute_type="float32"), hf, 51864, 80)
 
 
 def test_hf_bare_whisper_model_and_fp16(hf_en, tmp_path):
@@ -230,7 +230,7 @@ def test_hf_bare_whisper_model_and_fp16(hf_en, tmp_path):
     with open(tmp_path / "model.safetensors", "rb") as f:  # really fp16 and really unprefixed
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
     assert header["encoder.conv1.weight"]["dtype"] == "F16" and "proj_out.weight" not in header
-    assert_matches_hf(load_model(str(tmp_path)), half.float(), 51864, 80)
+    assert_matches_hf(load_model(str(tmp_path), compute_type="float32"), half.float(), 51864, 80)
 
 
 # openai-whisper's names, from its model.py, for transformers' (first match wins)
@@ -303,7 +303,7 @@ def test_openai_checkpoint(hf_en, tmp_path):
     assert set(state) == openai_names(dims)
     path = tmp_path / "random.en.pt"  # no tokenizer.json beside it: the bundled English one is used
     torch.save({"dims": dims, "model_state_dict": state}, path)
-    lm = load_model(str(path))
+    lm = load_model(str(path), compute_type="float32")
     check_tokenizer(lm, 51864)
     assert_matches_hf(lm, hf, 51864, 80, split=3)
 
@@ -329,7 +329,7 @@ def test_english_tokenizer_beside_multilingual_model_falls_back(transformers, tm
     if not MULTI_TOKENIZER.is_file():
         pytest.skip("the bundled multilingual tokenizer (base) is not installed")
     hf = make_hf(transformers, vocab=51865, enc_layers=1, dec_layers=1)
-    lm = load_model(str(save_hf(hf, tmp_path, EN_TOKENIZER)))  # does not fit 51865: ignored
+    lm = load_model(str(save_hf(hf, tmp_path, EN_TOKENIZER)), compute_type="float32")  # does not fit 51865: ignored
     check_tokenizer(lm, 51865)
 
 
@@ -383,7 +383,7 @@ def assert_decoder_matches_ct2(lm, greedy, audio, prompt, atol):
 def test_ct2_dir_matches_ctranslate2(ctranslate2, hf_en, tmp_path, quantization):
     hf, hf_dir = hf_en
     path = ct2_convert(ctranslate2, hf_dir, tmp_path / "ct2", quantization)
-    lm = load_model(str(path))
+    lm = load_model(str(path), compute_type="float32")
     check_tokenizer(lm, 51864)
     assert lm.model.dims.n_audio_ctx == 50 and lm.model.dims.n_text_layer == 2
     # CT2 computing in float32 upcasts (and dequantizes) its stored weights exactly as we must.
@@ -404,9 +404,15 @@ def test_ct2_dir_matches_ctranslate2(ctranslate2, hf_en, tmp_path, quantization)
     else:
         tol = {"float16": 0.005, "int16": 0.01, "int8": 0.05}[quantization]
         assert rel_err(enc, ref_enc) < tol and rel_err(logits, ref_logits) < tol
-    if quantization == "int8":  # CT2's own int8 kernels (activations quantized too): close, not equal
-        int8 = ct2_model(ctranslate2, path, "int8")
-        assert rel_err(enc, ct2_encode(ctranslate2, int8, mel)) < 0.05
+    if quantization == "int8":
+        # CT2's own int8 kernels quantize the activations too, and how well depends on the CPU's
+        # int8 instructions, so they are no fixed reference (within 5% of ours on the AVX-512
+        # machine that first ran this test, 10.7% on an AVX2-only AMD EPYC). What must hold
+        # everywhere: reading the int8 weights as we do is at least
+        # as close to the original model as CT2's int8 computation is.
+        ct2_int8 = ct2_encode(ctranslate2, ct2_model(ctranslate2, path, "int8"), mel)
+        ours, theirs = rel_err(enc, ref_enc), rel_err(ct2_int8, ref_enc)
+        assert ours <= theirs + 0.005, (ours, theirs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +441,7 @@ def check_bundled(ctranslate2, lm, ct2_dir: Path, features, prompt, expect_text:
 
 @needs_tiny
 def test_bundled_tiny_en(ctranslate2, jfk_features):
-    lm = load_model("tiny.en")
+    lm = load_model("tiny.en", compute_type="float32")
     d = lm.model.dims
     assert (d.n_audio_layer, d.n_text_layer, d.n_audio_state, d.n_text_state) == (4, 4, 384, 384)
     assert (d.n_audio_head, d.n_text_head, d.n_vocab, d.n_mels, d.n_audio_ctx, d.n_text_ctx) == (
@@ -449,7 +455,7 @@ def test_bundled_tiny_en(ctranslate2, jfk_features):
 @needs_base
 @pytest.mark.slow
 def test_bundled_base(ctranslate2, jfk_features, tmp_path):
-    lm = load_model("base")
+    lm = load_model("base", compute_type="float32")
     d = lm.model.dims
     assert (d.n_audio_layer, d.n_text_layer, d.n_audio_state, d.n_text_state) == (6, 6, 512, 512)
     assert (d.n_audio_head, d.n_text_head, d.n_vocab, d.n_mels) == (8, 8, 51865, 80)

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Tuple
 from ..errors import OptionsError
 from ..io.profiles import Profile, load_profile
 from ..network.eas import EASConfig, parse_eas
+from ..network.quantize import default_compute_type
 from ..pipeline.options import TranscribeOptions
 
 
@@ -53,8 +54,10 @@ def add_model_flags(p) -> None:
     flag(g, "--model", default="tiny.en", help="bundled name (tiny.en, base), a model directory, "
          "an openai-whisper .pt, or a Hugging Face id (online only) (default: tiny.en)")
     flag(g, "--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
-    flag(g, "--compute-type", default="default",
-         help="default (float32 on CPU, float16 on CUDA), float32, bfloat16, int8 (CPU)")
+    flag(g, "--compute-type", default="default", metavar="TYPE",
+         help="default: int8 on CPU (int8 decoder; encoder in bfloat16 where the CPU has it natively, "
+              f"else float32: here {default_compute_type('cpu')}), float16 on CUDA; or float32, bfloat16, "
+              "int8, int8_float32, int8_bfloat16, float16/int8_float16 (CUDA)")
     flag(g, "--threads", type=int, default=0, help="CPU threads (default: 0, all cores)")
 
 

@@ -63,7 +63,7 @@ def run(args) -> int:
     elif args.task == "translate" and not whisper.tokenizer.multilingual:
         raise OptionsError("--task translate needs a multilingual model (e.g. --model base)")
     options = flags.transcribe_options(args, language=args.language, eas=eas)
-    settings = {"model": args.model, "device": args.device, "compute_type": args.compute_type,
+    settings = {"model": args.model, "device": args.device, "compute_type": whisper.compute_type,
                 **{k: v for k, v in _settings(options).items()},
                 "eas": None if eas is None else eas.describe(),
                 "profile": None if profile is None else str(profile.path)}

@@ -176,7 +176,8 @@ def find_profile(model: str, fingerprint: str, device: str, compute_type: Option
             _warn_once(profile.path, str(e).removeprefix(f"{profile.path}: "))
             continue
         matches.append(profile)
-    same_type = [p for p in matches if compute_type is None or p.dtype == compute_type]
+    same_type = [p for p in matches if compute_type is None or p.dtype == compute_type
+                 or (p.dtype == "int8" and compute_type.startswith("int8_"))]  # 'int8' as saved before it was resolved
     return (same_type or matches or [None])[0]
 
 

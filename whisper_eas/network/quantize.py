@@ -3,14 +3,24 @@
 Decoding one token reads every decoder weight and the whole 51k x d output embedding, so on a
 CPU it is bound by memory traffic, not arithmetic: tiny.en moves ~130 MB per token in float32.
 int8 weights (per-row scales) cut that 4x and let the decoder of tiny/base live in the last-level
-cache. The encoder's large matrix products are compute-bound, where bfloat16 pays instead.
+cache. The encoder's large matrix products are compute-bound, where bfloat16 pays instead - but
+only on a CPU that computes in bfloat16 natively (AVX-512 BF16 or AMX); elsewhere torch emulates
+it, which is slower than float32.
 
-    float32   everything float32 (the reference; exact parity with CTranslate2 float32)
-    bfloat16  everything bfloat16 (CPUs with AVX-512 BF16 / AMX, and GPUs)
-    float16   everything float16 (CUDA only)
-    int8      encoder in bfloat16 (float16 on CUDA); the decoder's per-token linears and the
-              output embedding int8 weight-only with per-row scales, activations in the
-              encoder's type
+    float32        everything float32 (the reference; exact parity with CTranslate2 float32)
+    bfloat16       everything bfloat16 (CPUs with AVX-512 BF16 / AMX, and GPUs)
+    float16        everything float16 (CUDA only)
+    int8_float32   the decoder's per-token linears and the output embedding int8 weight-only
+                   with per-row scales; the encoder and all activations float32
+    int8_bfloat16  the same int8 decoder; encoder and activations bfloat16
+    int8_float16   the same int8 decoder; encoder and activations float16 (CUDA)
+    int8           int8_bfloat16 where the CPU has native bfloat16, int8_float32 on other CPUs,
+                   int8_float16 on CUDA (faster-whisper's names, the same meanings)
+    default        int8 on a CPU (the fastest type that holds WER: see docs/performance.md),
+                   float16 on CUDA
+
+The hardware is read at run time (`hardware.has_native_bf16`), never assumed: the same install
+runs int8_bfloat16 on a Xeon with AMX and int8_float32 on an AMD EPYC without AVX-512.
 """
 
 from __future__ import annotations
@@ -19,9 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import OptionsError
+from ..hardware import has_native_bf16
 from .model import Whisper
 
-COMPUTE_TYPES = ("default", "float32", "bfloat16", "float16", "int8")
+COMPUTE_TYPES = ("default", "float32", "bfloat16", "float16", "int8", "int8_float32", "int8_bfloat16", "int8_float16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Int8Linear(nn.Module):
@@ -58,24 +70,33 @@ def _quantize_linears(module: nn.Module, act_dtype: torch.dtype, skip: tuple = (
 
 
 def resolve_compute_type(compute_type: str, device: str) -> str:
+    """The concrete type `compute_type` means on `device` here: 'default' and 'int8' are
+    resolved for this machine (see the module docstring); the others are checked."""
     if compute_type not in COMPUTE_TYPES:
         raise OptionsError(f"unknown compute type {compute_type!r}: use one of {', '.join(COMPUTE_TYPES)}")
     cuda = str(device).startswith("cuda")
     if compute_type == "default":
-        return "float16" if cuda else "float32"
-    if compute_type == "float16" and not cuda:
-        raise OptionsError("float16 needs a CUDA device; on CPU use float32, bfloat16 or int8")
+        compute_type = "float16" if cuda else "int8"
+    if compute_type == "int8":
+        return "int8_float16" if cuda else ("int8_bfloat16" if has_native_bf16() else "int8_float32")
+    if compute_type in ("float16", "int8_float16") and not cuda:
+        raise OptionsError(f"{compute_type} needs a CUDA device; on CPU use int8, float32 or bfloat16")
     return compute_type
 
 
+def default_compute_type(device: str = "cpu") -> str:
+    """What 'default' runs on `device` on this machine, e.g. 'int8_float32'."""
+    return resolve_compute_type("default", device)
+
+
 def apply_compute_type(model: Whisper, compute_type: str, device: str) -> Whisper:
-    """Convert a float32 model in place to `compute_type` on `device`."""
+    """Convert a float32 model in place to `compute_type` on `device`; `model.compute_type`
+    records the concrete type (e.g. 'int8_float32' for 'default' on a CPU without bfloat16)."""
     compute_type = resolve_compute_type(compute_type, device)
-    cuda = str(device).startswith("cuda")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-             "int8": torch.float16 if cuda else torch.bfloat16}[compute_type]
+    int8 = compute_type.startswith("int8")
+    dtype = _DTYPES[compute_type.split("_", 1)[1] if int8 else compute_type]
     model = model.to(device=device, dtype=dtype)
-    if compute_type == "int8":
+    if int8:
         # cross_kv runs once per window over all encoder tokens: a matrix product, not a
         # per-token vector product, so it stays in the encoder's type
         _quantize_linears(model.decoder.blocks, dtype, skip=("cross_kv",))
