@@ -203,6 +203,7 @@ def test_batched_equals_unbatched(tiny, jfk, spec):
         k = alone.x.shape[1]
         assert torch.equal(batched.kept_index[i, :k], alone.kept_index[0])
         assert bool((batched.size[i, k:] == 0).all())
+        assert torch.equal(batched.size[i, :k], alone.size[0])
         assert torch.allclose(batched.x[i, :k], alone.x[0], atol=2e-4)
     # and the decoded text is the same
     from whisper_eas.network.decoding import Decoder, DecodingOptions

@@ -322,7 +322,10 @@ def select_tokens(tokens: TokenSet, score: Tensor, candidate: Tensor, protected:
             gone = rest[i].nonzero()[:, 0]
             gx, gs = tokens.x[i, gone], size[i, gone]
             sim = torch.nn.functional.normalize(gx, dim=-1) @ torch.nn.functional.normalize(kx, dim=-1).T
-            target = sim.argmax(dim=1)
+            # similarities within 1e-4 count as equal and the earlier kept token wins: the last
+            # bits of a hidden state differ between a batch and a single window, and must not
+            # decide where a token goes
+            target = (sim * 1e4).round().argmax(dim=1)
             acc = (kx * ks[:, None]).index_add(0, target, gx * gs[:, None])
             ks = ks.index_add(0, target, gs)
             kx = acc / ks[:, None]
