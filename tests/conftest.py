@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ CORPUS = ROOT / "data" / "corpus"
 JFK_TEXT = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
 
 torch.set_num_threads(2)
+# converted weights are cached for the run only, never in the user's ~/.cache (io/model_cache.py)
+os.environ["WHISPER_EAS_CACHE"] = tempfile.mkdtemp(prefix="whisper-eas-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,12 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from . import model_cache
 from ..errors import ModelError
 from ..network.model import ModelDimensions, Whisper, sinusoids
 from ..network.quantize import apply_compute_type, resolve_compute_type
@@ -78,37 +79,60 @@ def _bundled(name: str) -> Optional[List[Path]]:
 def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
                compute_type: str = "default") -> LoadedModel:
     """Load a model by bundled name, path or hub id onto `device` in `compute_type` (see
-    quantize.py; default: float32 on CPU, float16 on CUDA)."""
-    resolve_compute_type(compute_type, device)  # a bad value fails before the slow load
-    dims, state, tok_dir, files, extras = _read_any(name_or_path)
+    network/quantize.py; default: int8 on CPU, float16 on CUDA).
+
+    Reading a checkpoint and converting it (fp16 -> float32, fused projections, int8 rows) takes
+    longer than transcribing a short clip, so the converted weights are cached
+    (io/model_cache.py) under the weights' fingerprint and the concrete compute type: the next
+    load of the same model reads them straight back."""
+    concrete = resolve_compute_type(compute_type, device)  # a bad value fails before the slow load
+    read, tok_dir, files = _locate(name_or_path)
+    fingerprint = _fingerprint(files)
+    cached = model_cache.load(fingerprint, concrete, device)
+    if cached is not None:
+        model, extras = cached
+        dims = model.dims
+    else:
+        dims, state, extras = read()
+        try:
+            model = Whisper.from_openai_state_dict(dims, state)
+        except (KeyError, RuntimeError) as e:  # a missing tensor or one whose shape contradicts the config
+            reason = _first_line(e)
+            raise ModelError(f"{name_or_path}: the weights do not fit its dimensions ({reason})") from None
+        if extras.get("alignment_heads"):
+            model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
+        model = apply_compute_type(model, concrete, device)
+        model_cache.save(model, extras, fingerprint, concrete)
     tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
-    try:
-        model = Whisper.from_openai_state_dict(dims, state)
-    except (KeyError, RuntimeError) as e:  # a missing tensor or one whose shape contradicts the config
-        reason = _first_line(e)
-        raise ModelError(f"{name_or_path}: the weights do not fit its dimensions ({reason})") from None
-    if extras.get("alignment_heads"):
-        model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
-    model = apply_compute_type(model, compute_type, device).eval()
     return LoadedModel(
-        model=model, tokenizer=tokenizer, name=str(name_or_path), fingerprint=_fingerprint(files),
+        model=model.eval(), tokenizer=tokenizer, name=str(name_or_path), fingerprint=fingerprint,
         suppress_tokens=tuple(extras.get("suppress_tokens") or (-1,)),
         begin_suppress_tokens=extras.get("begin_suppress_tokens"),
     )
 
 
+Reader = Callable[[], Tuple[ModelDimensions, dict, dict]]  # -> (dims, openai-named state, extras)
+
+
 def _read_any(name: str):
+    """(dims, state, tokenizer dir, weight files, extras) of a model, read in full."""
+    read, tok_dir, files = _locate(name)
+    dims, state, extras = read()
+    return dims, state, tok_dir, files, extras
+
+
+def _locate(name: str) -> Tuple[Reader, Path, List[Path]]:
+    """Where a model's files are and how to read them, without reading them: (the reader, the
+    folder with its tokenizer, its weight files)."""
     path = Path(os.path.expanduser(str(name)))
     bundled = _bundled(str(name)) if not path.exists() else None
     if bundled:
         tok_dir, *bins = bundled
-        dims, state, extras = read_ct2(bins, tok_dir / "config.json")
-        return dims, state, tok_dir, bins, extras
+        return (lambda: read_ct2(bins, tok_dir / "config.json")), tok_dir, bins
     if path.is_file() and path.suffix == ".pt":
-        dims, state = read_openai_checkpoint(path)
-        return dims, state, path.parent, [path], {}
+        return (lambda: (*read_openai_checkpoint(path), {})), path.parent, [path]
     if path.is_dir():
-        return _read_dir(path)
+        return _locate_dir(path)
     if path.exists():
         raise ModelError(f"{name}: not a model directory or an openai-whisper .pt checkpoint")
     if str(name) == "base":
@@ -116,16 +140,14 @@ def _read_any(name: str):
     text = str(name)
     if text.startswith(("/", "./", "../", "~")) or path.suffix in (".pt", ".bin") or text.count("/") > 1:
         raise ModelError(f"{name}: no such model file or directory")
-    return _read_dir(_download(text))
+    return _locate_dir(_download(text))
 
 
-def _read_dir(path: Path):
+def _locate_dir(path: Path) -> Tuple[Reader, Path, List[Path]]:
     if (path / "model.bin").is_file():
-        dims, state, extras = read_ct2([path / "model.bin"], path / "config.json")
-        return dims, state, path, [path / "model.bin"], extras
+        return (lambda: read_ct2([path / "model.bin"], path / "config.json")), path, [path / "model.bin"]
     if (path / "config.json").is_file():
-        dims, state, files, extras = read_hf(path)
-        return dims, state, path, files, extras
+        return (lambda: read_hf(path)), path, _hf_weight_files(path)
     raise ModelError(f"{path}: no model.bin (CTranslate2) or config.json (transformers) in this directory")
 
 
@@ -419,7 +441,7 @@ def read_hf(path: Path):
         raise ModelError(f"{path}/config.json: missing Whisper field {e.args[0]}") from None
     except ValueError as e:  # a zero or non-integer size
         raise ModelError(f"{path}/config.json: {e}") from None
-    raw, files = _read_hf_weights(path)
+    raw, _ = _read_hf_weights(path)
     state = {}
     for name, tensor in raw.items():
         ours = hf_to_openai_name(name)
@@ -433,7 +455,23 @@ def read_hf(path: Path):
         extras["alignment_heads"] = g.get("alignment_heads")
         extras["suppress_tokens"] = g.get("suppress_tokens")
         extras["begin_suppress_tokens"] = g.get("begin_suppress_tokens")
-    return dims, state, files, extras
+    return dims, state, extras
+
+
+def _hf_weight_files(path: Path) -> List[Path]:
+    """The weight files of a transformers folder: the shards its index names, model.safetensors
+    or pytorch_model.bin."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shard_names = sorted(set(_read_json(index)["weight_map"].values()))
+        except (KeyError, AttributeError, TypeError):
+            raise ModelError(f"{index}: no weight_map of shard files") from None
+        return [path / n for n in shard_names]
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return [path / name]
+    raise ModelError(f"{path}: config.json but no model.safetensors or pytorch_model.bin")
 
 
 def _read_hf_weights(path: Path):
@@ -445,27 +483,16 @@ def _read_hf_weights(path: Path):
         except Exception as e:  # truncated or corrupt shard, or one the index names that is missing
             raise ModelError(f"{f}: cannot read safetensors weights ({type(e).__name__})") from None
 
-    singles = [path / "model.safetensors"]
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
+    files = _hf_weight_files(path)
+    if files[0].name == "pytorch_model.bin":
         try:
-            shard_names = sorted(set(_read_json(index)["weight_map"].values()))
-        except (KeyError, AttributeError, TypeError):
-            raise ModelError(f"{index}: no weight_map of shard files") from None
-        files = [path / n for n in shard_names]
-        state = {}
-        for f in files:
-            state.update(load_file(str(f)))
-        return state, files
-    if singles[0].is_file():
-        return load_file(str(singles[0])), singles
-    bin_file = path / "pytorch_model.bin"
-    if bin_file.is_file():
-        try:
-            return torch.load(bin_file, map_location="cpu", weights_only=True), [bin_file]
+            return torch.load(files[0], map_location="cpu", weights_only=True), files
         except Exception as e:
-            raise ModelError(f"{bin_file}: cannot read weights ({type(e).__name__})") from None
-    raise ModelError(f"{path}: config.json but no model.safetensors or pytorch_model.bin")
+            raise ModelError(f"{files[0]}: cannot read weights ({type(e).__name__})") from None
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state, files
 
 
 # ---------------------------------------------------------------------------------------------

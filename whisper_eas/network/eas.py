@@ -51,6 +51,11 @@ class EASConfig:
     min_keep: int = 8  # adaptive mode: floor on the tokens kept per item
     pad_stride: Optional[int] = None  # pool padding tokens in runs of this many (None: no padding rule)
     seed: int = 0  # for the "random" score
+    pause: Optional[int] = None  # pool pauses inside the audio in runs of this many tokens (None: no pause rule)
+    pause_db: float = 30.0  # a token is in a pause when its energy is this far below the window's speech level
+    pause_min: int = 10  # shorter pauses (in tokens, 20 ms each) are left alone
+    pause_edge: int = 2  # tokens kept as they are at each end of a pause
+    threshold: Optional[float] = None  # adjacent scores: merge every pair at least this similar
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(sorted(self.stages, key=lambda s: s.layer)))
@@ -70,20 +75,24 @@ class EASConfig:
             raise OptionsError("EAS padding stride must be >= 1")
         if self.min_keep < 1:
             raise OptionsError("EAS min_keep must be >= 1")
+        if self.pause is not None and self.pause < 1:
+            raise OptionsError("EAS pause stride must be >= 1")
+        if self.score in ADJACENT_SCORES and any(s.sparsity > 0.5 for s in self.stages):
+            raise OptionsError("EAS adjacent merging removes at most half the tokens per stage (sparsity <= 0.5)")
         if self.needs_attention and any(s.layer < 0 for s in self.stages if self._prunes(s)):
             raise OptionsError(f"EAS score {self.score!r} needs a block's attention: use a layer >= 0")
 
     def _prunes(self, stage: Stage) -> bool:
-        return stage.sparsity > 0 or self.adaptive is not None
+        return stage.sparsity > 0 or self.adaptive is not None or self.threshold is not None
 
     @property
     def needs_attention(self) -> bool:
-        return self.score in ATTENTION_SCORES
+        return self.score in ATTENTION_SCORES or self.score == "adjacent-keys"
 
     @property
     def is_dense(self) -> bool:
         """True when no stage would change the token set: the exact dense path runs."""
-        return self.pad_stride is None and not any(self._prunes(s) for s in self.stages)
+        return self.pad_stride is None and self.pause is None and not any(self._prunes(s) for s in self.stages)
 
     def check_layers(self, n_layers: int) -> None:
         for s in self.stages:
@@ -104,15 +113,25 @@ class EASConfig:
             parts.append(f"adaptive={self.adaptive:g}")
         if self.pad_stride is not None:
             parts.append(f"pad={self.pad_stride}")
+        if self.pause is not None:
+            parts.append(f"pause={self.pause}")
+            if self.pause_db != 30.0:
+                parts.append(f"pause_db={self.pause_db:g}")
+            if self.pause_min != 10:
+                parts.append(f"pause_min={self.pause_min}")
+            if self.pause_edge != 2:
+                parts.append(f"pause_edge={self.pause_edge}")
+        if self.threshold is not None:
+            parts.append(f"threshold={self.threshold:g}")
         if self.min_keep != 8 and self.adaptive is not None:
             parts.append(f"min_keep={self.min_keep}")
         if self.seed != 0 and self.score == "random":
             parts.append(f"seed={self.seed}")
         return " ".join(parts)
 
-    def reducer(self, audio_tokens: Tensor, n_layers: int) -> "EASReducer":
+    def reducer(self, audio_tokens: Tensor, n_layers: int, energy: Optional[Tensor] = None) -> "EASReducer":
         self.check_layers(n_layers)
-        return EASReducer(self, audio_tokens)
+        return EASReducer(self, audio_tokens, energy)
 
 
 def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
@@ -140,6 +159,12 @@ def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
                 kwargs["min_keep"] = int(value)
             elif key == "seed":
                 kwargs["seed"] = int(value)
+            elif key == "pause":
+                kwargs["pause"] = int(value)
+            elif key in ("pause_db", "threshold"):
+                kwargs[key] = float(value)
+            elif key in ("pause_min", "pause_edge"):
+                kwargs[key] = int(value)
             else:
                 raise OptionsError(f"unknown EAS option {opt!r}")
     except ValueError as e:  # int()/float() of a bad number, or one of ours (an OptionsError)
@@ -180,7 +205,9 @@ ATTENTION_SCORES: Dict[str, Callable[[AttentionRecord, Tensor], Tensor]] = {
 # Baselines that need no attention: chance, an even grid, and the first k frames (whisper.cpp's
 # audio_ctx trick, which is known to hallucinate without fine-tuning).
 POSITION_SCORES = ("random", "stride", "truncate")
-SCORES = tuple(ATTENTION_SCORES) + POSITION_SCORES
+# Merging neighbours instead of ranking: the most similar adjacent pairs become one token.
+ADJACENT_SCORES = ("adjacent", "adjacent-keys")
+SCORES = tuple(ATTENTION_SCORES) + POSITION_SCORES + ADJACENT_SCORES
 
 
 def _position_score(name: str, tokens: TokenSet, seed: int) -> Tensor:
@@ -208,9 +235,10 @@ def _even_spread_rank(t: int, device) -> Tensor:
 # The reduction
 
 class EASReducer(TokenReducer):
-    def __init__(self, config: EASConfig, audio_tokens: Tensor):
+    def __init__(self, config: EASConfig, audio_tokens: Tensor, energy: Optional[Tensor] = None):
         self.config = config
         self.audio_tokens = audio_tokens  # (B,) real-audio tokens per window (the rest is padding)
+        self.energy = energy  # (B, T) mean log-mel per token, for the pause rule
         self.stages = {s.layer: s for s in config.stages}
         self.first_layer = config.stages[0].layer if config.stages else -1
 
@@ -221,25 +249,44 @@ class EASReducer(TokenReducer):
     def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
         cfg = self.config
         stage = self.stages.get(block_index)
+        pool = block_index == self.first_layer and (cfg.pad_stride is not None or cfg.pause is not None)
+        if pool and cfg.pause is not None:  # pauses pooled first: only speech competes in the stage
+            tokens = self._pool(tokens)
+            pool = False
         if stage is not None and cfg._prunes(stage):
             tokens = self._prune(block_index, stage, tokens, attention)
-        if cfg.pad_stride is not None and block_index == self.first_layer:
-            tokens = pool_padding(tokens, self.audio_tokens, cfg.pad_stride)
+        if pool:
+            tokens = self._pool(tokens)
         return tokens
+
+    def _pool(self, tokens: TokenSet) -> TokenSet:
+        cfg = self.config
+        pauses = None
+        if cfg.pause is not None and self.energy is not None:
+            pauses = pause_tokens(self.energy, self.audio_tokens, cfg.pause_db, cfg.pause_min, cfg.pause_edge)
+        return pool_padding(tokens, self.audio_tokens, cfg.pad_stride, pauses, cfg.pause)
 
     def _prune(self, block_index: int, stage: Stage, tokens: TokenSet, attention) -> TokenSet:
         cfg = self.config
         valid = tokens.size > 0 if tokens.size is not None else torch.ones_like(tokens.kept_index, dtype=torch.bool)
-        if cfg.needs_attention:
+        if cfg.score in ADJACENT_SCORES:
+            score = None
+        elif cfg.needs_attention:
             score = ATTENTION_SCORES[cfg.score](attention, valid).float()
         else:
             score = _position_score(cfg.score, tokens, cfg.seed + block_index)
         # Candidates compete for the k slots; with the padding rule only speech competes and the
         # padding is kept (to be pooled).
         candidate, protected = valid, torch.zeros_like(valid)
-        if cfg.pad_stride is not None:
-            is_audio = tokens.kept_index < self.audio_tokens[:, None]
+        if cfg.pad_stride is not None or cfg.pause is not None:  # pooled padding and pauses are not candidates
+            is_audio = (tokens.kept_index < self.audio_tokens[:, None])
+            if cfg.pause is not None and self.energy is not None:
+                pauses = pause_tokens(self.energy, self.audio_tokens, cfg.pause_db, cfg.pause_min, cfg.pause_edge)
+                is_audio = is_audio & ~pauses.gather(1, tokens.kept_index.clamp(min=0))
             candidate, protected = valid & is_audio, valid & ~is_audio
+        if cfg.score in ADJACENT_SCORES:
+            source = tokens.x if cfg.score == "adjacent" else attention.keys.float().mean(dim=1)
+            return merge_adjacent(tokens, source, candidate, stage.sparsity, cfg.threshold)
         k = self._keep_counts(score, candidate, stage.sparsity)
         return select_tokens(tokens, score, candidate, protected, k, cfg.merge)
 
@@ -259,18 +306,116 @@ class EASReducer(TokenReducer):
         return torch.minimum(torch.clamp(k, min=self.config.min_keep), n)
 
 
-def pool_padding(tokens: TokenSet, audio_tokens: Tensor, stride: int) -> TokenSet:
+def pool_padding(tokens: TokenSet, audio_tokens: Tensor, stride: Optional[int],
+                 pauses: Optional[Tensor] = None, pause_stride: Optional[int] = None) -> TokenSet:
     """Replace each run of `stride` padding tokens (index >= the item's audio length) by their
-    size-weighted mean, of size = the run's total size; audio tokens pass unchanged."""
+    size-weighted mean, of size = the run's total size; audio tokens pass unchanged, except
+    that tokens marked in `pauses` (B, T) are pooled the same way in runs of `pause_stride`."""
     b, t, d = tokens.x.shape
     size = tokens.size if tokens.size is not None else torch.ones(b, t, dtype=tokens.x.dtype, device=tokens.x.device)
     idx = tokens.kept_index
     audio = audio_tokens[:, None]
-    is_pad = (idx >= audio) & (size > 0)
-    # group id: audio tokens each their own group, padding grouped by run of `stride` frames
-    group = torch.where(is_pad, audio + (idx - audio) // stride * stride, idx)
+    group = idx.clone()
+    if stride is not None:
+        is_pad = (idx >= audio) & (size > 0)
+        # group id: audio tokens each their own group, padding grouped by run of `stride` frames
+        group = torch.where(is_pad, audio + (idx - audio) // stride * stride, group)
+    if pauses is not None and pause_stride is not None:
+        inside = pauses.gather(1, idx.clamp(min=0)) & (idx >= 0) & (idx < audio) & (size > 0)
+        # a pause run starts where `inside` turns on; tokens of a run go by `pause_stride` from its start
+        start = torch.where(inside, idx, torch.full_like(idx, -1))
+        run_start = torch.cummax(torch.where(inside & ~_shift_right(inside), idx, torch.full_like(idx, -1)), dim=1).values
+        group = torch.where(inside, run_start + (idx - run_start) // pause_stride * pause_stride, group)
+        del start
     group = torch.where(size > 0, group, torch.full_like(group, -1))
     return _merge_groups(tokens.x, size, idx, group)
+
+
+def _shift_right(mask: Tensor) -> Tensor:
+    return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], dim=1)
+
+
+def pause_tokens(energy: Tensor, audio_tokens: Tensor, drop_db: float, min_run: int, edge: int) -> Tensor:
+    """(B, T) True for tokens inside a pause: at least `drop_db` below the window's speech level
+    (the 90th percentile of its audio tokens' energy), in runs of at least `min_run` tokens, minus
+    `edge` tokens at each end of the run (word onsets and endings stay as they are). `energy` is
+    the mean normalised log-mel of each token's frames (1 unit = 40 dB)."""
+    b, t = energy.shape
+    pos = torch.arange(t, device=energy.device)
+    is_audio = pos[None, :] < audio_tokens[:, None]
+    out = torch.zeros(b, t, dtype=torch.bool, device=energy.device)
+    for i in range(b):
+        n = int(audio_tokens[i])
+        if n < min_run:
+            continue
+        e = energy[i, :n].float()
+        level = torch.quantile(e, 0.9)
+        quiet = (e < level - drop_db / 40.0).tolist()
+        j = 0
+        while j < n:
+            if not quiet[j]:
+                j += 1
+                continue
+            k = j
+            while k < n and quiet[k]:
+                k += 1
+            if k - j >= min_run and k - j > 2 * edge:
+                out[i, j + edge : k - edge] = True
+            j = k
+    return out & is_audio
+
+
+def merge_adjacent(tokens: TokenSet, source: Tensor, candidate: Tensor, sparsity: float,
+                   threshold: Optional[float]) -> TokenSet:
+    """Merge the most similar neighbouring candidates (adjacent-token merging in the spirit of
+    ToMe / A-ToMe): every other candidate (the odd ones of each row, in time order) may join the
+    more similar of its two neighbours; the `sparsity` share of the candidates (or, with
+    `threshold`, every one at least that similar, by cosine of `source`) with the highest
+    similarity are merged, size-weighted, into that neighbour. Targets never move, so no
+    chains form, and at most half the candidates go."""
+    b, t, d = tokens.x.shape
+    size = tokens.size if tokens.size is not None else torch.ones(b, t, dtype=tokens.x.dtype, device=tokens.x.device)
+    xs, idxs, sizes = [], [], []
+    for i in range(b):
+        valid = (size[i] > 0).nonzero()[:, 0]
+        cand = candidate[i, valid]
+        x, s, ix = tokens.x[i, valid], size[i, valid], tokens.kept_index[i, valid]
+        centred = source[i, valid].float()
+        centred = centred - centred.mean(dim=0, keepdim=True)  # what all tokens share says nothing of similarity
+        src = torch.nn.functional.normalize(centred, dim=-1)
+        n = len(valid)
+        sim_next = (src[:-1] * src[1:]).sum(-1)  # similarity of token j and j+1
+        # token j may merge left (into j-1) or right (into j+1) when both are candidates
+        left = torch.full((n,), -2.0, device=x.device)
+        right = torch.full((n,), -2.0, device=x.device)
+        both = cand[:-1] & cand[1:]
+        left[1:] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
+        right[:-1] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
+        order = torch.cumsum(cand.long(), 0) - 1  # rank of each candidate among candidates
+        odd = cand & (order % 2 == 1)
+        best = torch.maximum(left, right)
+        target = torch.where(left >= right, torch.arange(n, device=x.device) - 1, torch.arange(n, device=x.device) + 1)
+        eligible = odd & (best > -2.0)
+        if threshold is not None:
+            chosen = eligible & (best >= threshold)
+        else:
+            r = int(sparsity * int(cand.sum()))
+            score = torch.where(eligible, best, torch.tensor(-3.0, device=x.device))
+            top = score.topk(min(r, n)).indices if r > 0 else score.new_zeros(0, dtype=torch.long)
+            chosen = torch.zeros(n, dtype=torch.bool, device=x.device)
+            chosen[top] = True
+            chosen &= eligible
+        keep = ~chosen
+        acc = (x * s[:, None]).float()
+        tot = s.float().clone()
+        src_i = chosen.nonzero()[:, 0]
+        acc.index_add_(0, target[src_i], acc[src_i])
+        tot.index_add_(0, target[src_i], tot[src_i])
+        kept = keep.nonzero()[:, 0]
+        xs.append((acc[kept] / tot[kept, None]).to(x.dtype))
+        idxs.append(ix[kept])
+        sizes.append(tot[kept].to(s.dtype))
+    return _pad_rows(xs, idxs, sizes)
 
 
 def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor) -> TokenSet:

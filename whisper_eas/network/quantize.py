@@ -39,8 +39,13 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 class Int8Linear(nn.Module):
     """y = x W^T + b with W stored as int8 rows times a per-row scale (symmetric, 127 levels)."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, act_dtype: torch.dtype):
+    def __init__(self, weight: Tensor, bias: Tensor | None, act_dtype: torch.dtype, quantize: bool = True):
         super().__init__()
+        if not quantize:  # buffers of the right shapes and types, for values assigned afterwards
+            self.register_buffer("qweight", torch.empty(weight.shape, dtype=torch.int8))
+            self.register_buffer("scale", torch.empty(weight.shape[0], dtype=act_dtype))
+            self.register_buffer("bias", None if bias is None else torch.empty(bias.shape, dtype=act_dtype))
+            return
         w = weight.detach().float()
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         self.register_buffer("qweight", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
@@ -48,8 +53,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(act_dtype))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, act_dtype: torch.dtype) -> "Int8Linear":
-        return cls(linear.weight, linear.bias, act_dtype)
+    def from_linear(cls, linear: nn.Linear, act_dtype: torch.dtype, quantize: bool = True) -> "Int8Linear":
+        return cls(linear.weight, linear.bias, act_dtype, quantize)
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])
@@ -59,14 +64,14 @@ class Int8Linear(nn.Module):
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
-def _quantize_linears(module: nn.Module, act_dtype: torch.dtype, skip: tuple = ()) -> None:
+def _quantize_linears(module: nn.Module, act_dtype: torch.dtype, skip: tuple = (), quantize: bool = True) -> None:
     for name, child in module.named_children():
         if name in skip:
             continue
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear.from_linear(child, act_dtype))
+            setattr(module, name, Int8Linear.from_linear(child, act_dtype, quantize))
         else:
-            _quantize_linears(child, act_dtype, skip)
+            _quantize_linears(child, act_dtype, skip, quantize)
 
 
 def resolve_compute_type(compute_type: str, device: str) -> str:
@@ -89,9 +94,12 @@ def default_compute_type(device: str = "cpu") -> str:
     return resolve_compute_type("default", device)
 
 
-def apply_compute_type(model: Whisper, compute_type: str, device: str) -> Whisper:
+def apply_compute_type(model: Whisper, compute_type: str, device: str, structure_only: bool = False) -> Whisper:
     """Convert a float32 model in place to `compute_type` on `device`; `model.compute_type`
-    records the concrete type (e.g. 'int8_float32' for 'default' on a CPU without bfloat16)."""
+    records the concrete type (e.g. 'int8_float32' for 'default' on a CPU without bfloat16).
+    `structure_only`: the model's values do not matter (it was built without initialising them):
+    it only gets the compute type's layers, shapes and dtypes, for weights assigned afterwards
+    (io/model_cache.py), and nothing is quantized."""
     compute_type = resolve_compute_type(compute_type, device)
     int8 = compute_type.startswith("int8")
     dtype = _DTYPES[compute_type.split("_", 1)[1] if int8 else compute_type]
@@ -99,8 +107,8 @@ def apply_compute_type(model: Whisper, compute_type: str, device: str) -> Whispe
     if int8:
         # cross_kv runs once per window over all encoder tokens: a matrix product, not a
         # per-token vector product, so it stays in the encoder's type
-        _quantize_linears(model.decoder.blocks, dtype, skip=("cross_kv",))
+        _quantize_linears(model.decoder.blocks, dtype, skip=("cross_kv",), quantize=not structure_only)
         embedding = model.decoder.token_embedding.weight
-        model.decoder.output = Int8Linear(embedding, None, dtype).to(device)
+        model.decoder.output = Int8Linear(embedding, None, dtype, quantize=not structure_only).to(device)
     model.compute_type = compute_type
     return model
