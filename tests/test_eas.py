@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from whisper_eas.io.audio import AudioWindows
-from whisper_eas.network.eas import EASConfig, EASReducer, Stage, parse_eas, pool_padding
+from whisper_eas.network.eas import (EASConfig, EASReducer, Stage, merge_adjacent, parse_eas, pause_tokens,
+                                     pool_padding)
 from whisper_eas.network.model import AttentionRecord, TokenSet
 
 
@@ -191,7 +192,8 @@ def test_scoring_block_computes_attention_once(tiny, jfk_window, monkeypatch):
     assert len(sdpa_calls) == 3  # blocks 0, 1, 3 use the fused kernel
 
 
-@pytest.mark.parametrize("spec", ["1:0.5", "0:0.3 adaptive=0.9", "1:0.5 pad=16", "1:0.3,2:0.5", "0:0.5 score=stride drop"])
+@pytest.mark.parametrize("spec", ["1:0.5", "0:0.3 adaptive=0.9", "1:0.5 pad=16", "1:0.3,2:0.5", "0:0.5 score=stride drop",
+                                  "0:0.5,3:0.5 score=adjacent pad=32", "-1:0 pad=32 pause=8"])
 def test_batched_equals_unbatched(tiny, jfk, spec):
     win = AudioWindows(jfk)
     items = [win.window(0), AudioWindows(jfk).window(300), AudioWindows(jfk).window(800)]
@@ -275,3 +277,81 @@ def test_batch_of_mixed_lengths_equals_one_by_one(tiny, jfk):
     results = sorted(tiny.transcribe_batch(clips, batch_size=2, **options), key=lambda r: r.index)
     assert ["".join(s.text for s in r.segments) for r in results] == alone
     assert [r.info.tokens_kept for r in results] == kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows full of speech: adjacent merging and pause pooling
+
+def _pairs(t=8, d=6, seed=0):
+    """Tokens in near-identical pairs (0,1), (2,3), ...: each pair one sound held for 40 ms."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(t // 2, d, generator=g)
+    x = base.repeat_interleave(2, dim=0) + 0.01 * torch.randn(t, d, generator=g)
+    return TokenSet(x[None], torch.arange(t)[None])
+
+
+def test_adjacent_merging_joins_near_duplicate_neighbours():
+    tokens = _pairs(t=8)
+    out = merge_adjacent(tokens, tokens.x, torch.ones(1, 8, dtype=torch.bool), 0.5, None)
+    assert out.kept_index.tolist() == [[0, 2, 4, 6]]  # each odd token joined its twin on the left
+    assert out.size.tolist() == [[2.0, 2.0, 2.0, 2.0]]
+    assert torch.allclose(out.x[0, 1], tokens.x[0, 2:4].mean(dim=0))
+
+
+def test_adjacent_merging_takes_the_most_similar_pairs_first_and_at_most_half():
+    tokens = _pairs(t=8)
+    x = tokens.x.clone()
+    x[0, 5] = -x[0, 4]  # the pair (4, 5) now disagrees
+    tokens = TokenSet(x, tokens.kept_index)
+    quarter = merge_adjacent(tokens, tokens.x, torch.ones(1, 8, dtype=torch.bool), 0.25, None)
+    assert quarter.kept_index.shape[1] == 6 and 5 in quarter.kept_index[0].tolist()
+    half = merge_adjacent(tokens, tokens.x, torch.ones(1, 8, dtype=torch.bool), 0.5, None)
+    assert half.kept_index.shape[1] == 4 and float(half.size.sum()) == 8.0  # nothing lost
+    with pytest.raises(ValueError, match="at most half"):
+        parse_eas("0:0.6 score=adjacent")
+
+
+def test_adjacent_merging_leaves_padding_and_non_candidates_alone():
+    tokens = _pairs(t=8)
+    candidate = torch.tensor([[True] * 4 + [False] * 4])
+    out = merge_adjacent(tokens, tokens.x, candidate, 0.5, None)
+    assert out.kept_index.tolist() == [[0, 2, 4, 5, 6, 7]]
+
+
+def test_a_second_adjacent_stage_merges_merged_tokens():
+    config = parse_eas("0:0.5,1:0.5 score=adjacent")
+    tokens = _pairs(t=16)
+    reducer = EASReducer(config, torch.tensor([16]))
+    once = reducer(0, tokens, None)
+    twice = reducer(1, once, None)
+    assert once.kept_index.shape[1] == 8 and twice.kept_index.shape[1] == 4
+    assert twice.size.sum() == 16 and twice.kept_index[0].tolist() == sorted(twice.kept_index[0].tolist())
+
+
+def test_pauses_are_quiet_runs_inside_the_audio_less_their_edges():
+    energy = torch.full((1, 40), 1.0)
+    energy[0, 10:24] = 0.0  # 14 quiet tokens, 40 dB down (1 unit of normalised log-mel)
+    energy[0, 30:34] = 0.0  # too short to count
+    pauses = pause_tokens(energy, torch.tensor([36]), drop_db=30.0, min_run=10, edge=2)
+    assert pauses[0].nonzero()[:, 0].tolist() == list(range(12, 22))
+
+
+def test_pause_pooling_pools_pauses_and_keeps_speech():
+    tokens = _tokens(t=20)
+    pauses = torch.zeros(1, 20, dtype=torch.bool)
+    pauses[0, 5:13] = True
+    out = pool_padding(tokens, torch.tensor([20]), None, pauses, 4)
+    assert out.kept_index.tolist() == [[0, 1, 2, 3, 4, 5, 9, 13, 14, 15, 16, 17, 18, 19]]
+    assert out.size.tolist()[0][5:7] == [4.0, 4.0]
+
+
+def test_a_policy_picks_the_speech_configuration_for_windows_full_of_speech():
+    policy = parse_eas("-1:0 pad=32 | 0:0.5,3:0.5 score=adjacent pad=32")
+    assert policy.describe() == "-1:0 pad=32 | 0:0.5,3:0.5 score=adjacent pad=32"
+    assert policy.pick(300).describe() == "-1:0 pad=32"  # a 3-s clip
+    assert policy.pick(2800).describe() == "0:0.5,3:0.5 score=adjacent pad=32"  # a 28-s chunk of a talk
+    assert parse_eas("off | 0:0.3 score=adjacent").pick(100) is None
+    with pytest.raises(ValueError, match="two configurations"):
+        parse_eas("1:0.5 | 1:0.5 | 1:0.5")
+    with pytest.raises(ValueError, match="out of range"):
+        policy.check_layers(2)

@@ -18,6 +18,21 @@ padding tokens need no score. At the first stage they are pooled in runs of `pad
 token per run, with its size), and the sparsity and the score apply to the speech tokens only.
 Short clips then shed most of their window and long speech keeps what it needs.
 
+Pauses inside the audio (`pause`): the same pooling for runs of quiet tokens inside the speech -
+at least `pause_min` tokens whose log-mel energy is `pause_db` below the window's speech level,
+less `pause_edge` tokens at each end - pooled in runs of `pause`, before the first stage.
+
+Adjacent merging (`score=adjacent`), for windows full of speech: instead of ranking tokens, merge
+neighbours that say the same thing. Speech changes more slowly than 50 tokens a second, so
+neighbouring tokens are often near-duplicates; in the spirit of ToMe and A-ToMe, every other
+candidate may join the more similar of its two neighbours (cosine similarity of the hidden
+states, centred on the window's mean), and the `sparsity` share of candidates that are most
+similar to a neighbour do (`threshold=t` instead: all at least that similar). Targets never move,
+so runs never chain, one stage removes at most half, and a second stage merges the merged. The
+merged token holds the size-weighted mean, and proportional attention keeps its weight as a key.
+Ranking by attention keeps the tokens that many attend to and loses the words between them;
+merging neighbours keeps every stretch of the signal represented.
+
 k is `ceil((1 - s) * n)` of the n candidate tokens, or, with `adaptive = p`, the fewest tokens
 holding a share p of the score mass (at least `min_keep`). Items of a batch may keep different
 numbers of tokens; the shorter ones are padded with size-0 tokens, which log(0) = -inf masks.
@@ -27,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -134,9 +149,59 @@ class EASConfig:
         return EASReducer(self, audio_tokens, energy)
 
 
-def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
-    """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16'.
-    'off' / 'none' / '' -> None (dense)."""
+SPEECH_SHARE = 0.5  # a window whose audio covers at least this share of it is "full of speech"
+
+
+@dataclass(frozen=True)
+class EASPolicy:
+    """Two configurations and the rule that picks one for each window by its content.
+
+    A window that is mostly padding (a short clip, the tail of a file) and a window full of speech
+    (a chunk of a talk) want different things: the first sheds its padding and must keep every
+    speech token, the second has no padding to shed and pays only if speech tokens go. A window
+    whose audio covers at least `speech_share` of it runs `speech`, any other runs `short`
+    (either may be None: dense). Written 'SHORT | SPEECH', e.g. '-1:0 pad=32 | 0:0.5,3:0.5
+    score=adjacent pad=32'."""
+
+    short: Optional[EASConfig]
+    speech: Optional[EASConfig]
+    speech_share: float = SPEECH_SHARE
+
+    def __post_init__(self):
+        if not 0.0 < self.speech_share <= 1.0:
+            raise OptionsError(f"EAS speech share must be in (0, 1], got {self.speech_share}")
+
+    def pick(self, frames: int, window_frames: int = 3000) -> Optional[EASConfig]:
+        """The configuration for a window holding `frames` audio frames of `window_frames`."""
+        return self.speech if frames >= self.speech_share * window_frames else self.short
+
+    def check_layers(self, n_layers: int) -> None:
+        for config in (self.short, self.speech):
+            if config is not None:
+                config.check_layers(n_layers)
+
+    def describe(self) -> str:
+        return " | ".join("dense" if c is None else c.describe() for c in (self.short, self.speech))
+
+
+def config_for(eas: "Union[None, EASConfig, EASPolicy]", frames: int, window_frames: int = 3000) -> Optional[EASConfig]:
+    """The configuration a window runs: a policy picks by content; a configuration is for all."""
+    return eas.pick(frames, window_frames) if isinstance(eas, EASPolicy) else eas
+
+
+def parse_eas(text: Optional[str]) -> "Union[None, EASConfig, EASPolicy]":
+    """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16',
+    '0:0.5,3:0.5 score=adjacent pad=32', '-1:0 pad=32 pause=8 pause_db=30'.
+    'off' / 'none' / 'dense' / '' -> None (dense). 'SHORT | SPEECH' -> an EASPolicy that runs
+    SHORT on windows mostly padding and SPEECH on windows full of speech."""
+    if text is not None and "|" in text:
+        parts = text.split("|")
+        if len(parts) != 2:
+            raise OptionsError(f"bad EAS spec {text!r}: a policy is 'SHORT | SPEECH', two configurations")
+        short, speech = (parse_eas(part) for part in parts)
+        if isinstance(short, EASPolicy) or isinstance(speech, EASPolicy):  # pragma: no cover - split on |
+            raise OptionsError(f"bad EAS spec {text!r}")
+        return EASPolicy(short, speech)
     if text is None or text.strip().lower() in ("", "off", "none", "dense"):
         return None
     fields = text.replace(";", " ").split()
@@ -171,7 +236,7 @@ def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
         if isinstance(e, OptionsError):
             raise
         raise OptionsError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
-                         f"[merge|drop] [adaptive=P] [pad=N], e.g. '1:0.5'") from None
+                         f"[merge|drop] [adaptive=P] [pad=N] [pause=N] [threshold=T], e.g. '1:0.5'") from None
     return EASConfig(tuple(stages), **kwargs)
 
 
@@ -238,9 +303,11 @@ class EASReducer(TokenReducer):
     def __init__(self, config: EASConfig, audio_tokens: Tensor, energy: Optional[Tensor] = None):
         self.config = config
         self.audio_tokens = audio_tokens  # (B,) real-audio tokens per window (the rest is padding)
-        self.energy = energy  # (B, T) mean log-mel per token, for the pause rule
         self.stages = {s.layer: s for s in config.stages}
         self.first_layer = config.stages[0].layer if config.stages else -1
+        self.pauses: Optional[Tensor] = None  # (B, T) tokens inside pauses, by original frame
+        if config.pause is not None and energy is not None:
+            self.pauses = pause_tokens(energy, audio_tokens, config.pause_db, config.pause_min, config.pause_edge)
 
     def wants_attention(self, block_index: int) -> bool:
         stage = self.stages.get(block_index)
@@ -260,11 +327,7 @@ class EASReducer(TokenReducer):
         return tokens
 
     def _pool(self, tokens: TokenSet) -> TokenSet:
-        cfg = self.config
-        pauses = None
-        if cfg.pause is not None and self.energy is not None:
-            pauses = pause_tokens(self.energy, self.audio_tokens, cfg.pause_db, cfg.pause_min, cfg.pause_edge)
-        return pool_padding(tokens, self.audio_tokens, cfg.pad_stride, pauses, cfg.pause)
+        return pool_padding(tokens, self.audio_tokens, self.config.pad_stride, self.pauses, self.config.pause)
 
     def _prune(self, block_index: int, stage: Stage, tokens: TokenSet, attention) -> TokenSet:
         cfg = self.config
@@ -275,15 +338,14 @@ class EASReducer(TokenReducer):
             score = ATTENTION_SCORES[cfg.score](attention, valid).float()
         else:
             score = _position_score(cfg.score, tokens, cfg.seed + block_index)
-        # Candidates compete for the k slots; with the padding rule only speech competes and the
-        # padding is kept (to be pooled).
+        # Candidates compete for the k slots; with the padding rule (or the pause rule) only speech
+        # competes, and padding (and pauses) are kept, to be pooled or pooled already.
         candidate, protected = valid, torch.zeros_like(valid)
-        if cfg.pad_stride is not None or cfg.pause is not None:  # pooled padding and pauses are not candidates
-            is_audio = (tokens.kept_index < self.audio_tokens[:, None])
-            if cfg.pause is not None and self.energy is not None:
-                pauses = pause_tokens(self.energy, self.audio_tokens, cfg.pause_db, cfg.pause_min, cfg.pause_edge)
-                is_audio = is_audio & ~pauses.gather(1, tokens.kept_index.clamp(min=0))
-            candidate, protected = valid & is_audio, valid & ~is_audio
+        if cfg.pad_stride is not None or cfg.pause is not None:
+            is_speech = tokens.kept_index < self.audio_tokens[:, None]
+            if self.pauses is not None:
+                is_speech = is_speech & ~self.pauses.gather(1, tokens.kept_index.clamp(min=0))
+            candidate, protected = valid & is_speech, valid & ~is_speech
         if cfg.score in ADJACENT_SCORES:
             source = tokens.x if cfg.score == "adjacent" else attention.keys.float().mean(dim=1)
             return merge_adjacent(tokens, source, candidate, stage.sparsity, cfg.threshold)
@@ -322,11 +384,11 @@ def pool_padding(tokens: TokenSet, audio_tokens: Tensor, stride: Optional[int],
         group = torch.where(is_pad, audio + (idx - audio) // stride * stride, group)
     if pauses is not None and pause_stride is not None:
         inside = pauses.gather(1, idx.clamp(min=0)) & (idx >= 0) & (idx < audio) & (size > 0)
-        # a pause run starts where `inside` turns on; tokens of a run go by `pause_stride` from its start
-        start = torch.where(inside, idx, torch.full_like(idx, -1))
-        run_start = torch.cummax(torch.where(inside & ~_shift_right(inside), idx, torch.full_like(idx, -1)), dim=1).values
+        # a pause run starts where `inside` turns on; its tokens are grouped by `pause_stride`
+        # counted from that start
+        first = torch.where(inside & ~_shift_right(inside), idx, torch.full_like(idx, -1))
+        run_start = torch.cummax(first, dim=1).values
         group = torch.where(inside, run_start + (idx - run_start) // pause_stride * pause_stride, group)
-        del start
     group = torch.where(size > 0, group, torch.full_like(group, -1))
     return _merge_groups(tokens.x, size, idx, group)
 
