@@ -179,3 +179,32 @@ def test_find_profile_prefers_the_same_compute_type_then_any(tiny, tmp_path, mon
     assert find_profile("tiny.en", fp, "cpu", "int8").eas.describe() == "1:0.5"
     assert find_profile("tiny.en", fp, "cpu", "float32").path == SHIPPED_TINY
     assert find_profile("tiny.en", fp, "cuda", "float16") is None
+
+
+# -- two roles: short clips and windows full of speech -----------------------------------------
+
+def test_a_long_recording_search_installs_its_pick_beside_the_short_clip_configuration(cli, tiny, tmp_path):
+    made = tmp_path / "search" / "profile.json"
+    made.parent.mkdir(parents=True)
+    made.write_text(json.dumps({
+        "format": profiles.FORMAT, "model": "tiny.en", "fingerprint": tiny.loaded.fingerprint, "device": "cpu",
+        "dtype": "float32", "eas": None, "metrics": {}, "eas_speech": "0:0.5 score=adjacent pad=32",
+        # six recordings are few files but fifteen minutes of speech: enough to install
+        "metrics_speech": {"utterances": 6, "audio_seconds": 925.0, "significant": True}}))
+    code, out, err = cli("profile", "install", made)
+    assert code == 0, err
+    assert "now runs -1:0 pad=32 | 0:0.5 score=adjacent pad=32 for tiny.en on cpu float32" in out
+    installed = find_profile("tiny.en", tiny.loaded.fingerprint, "cpu", "float32")
+    assert installed.eas.describe() == "-1:0 pad=32"  # kept from the shipped profile
+    assert installed.metrics == load_profile(SHIPPED_TINY).metrics
+    assert installed.policy.describe() == "-1:0 pad=32 | 0:0.5 score=adjacent pad=32"
+
+
+def test_a_speech_search_on_a_few_short_files_is_still_refused(cli, tiny, tmp_path):
+    made = tmp_path / "profile.json"
+    made.write_text(json.dumps({
+        "format": profiles.FORMAT, "model": "tiny.en", "fingerprint": tiny.loaded.fingerprint, "device": "cpu",
+        "dtype": "float32", "eas": None, "eas_speech": "0:0.5 score=adjacent",
+        "metrics_speech": {"utterances": 6, "audio_seconds": 120.0, "significant": True}}))
+    code, out, err = cli("profile", "install", made)
+    assert code == 2 and "fewer than 50" in err and "minutes of audio" in err

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 from ..errors import OptionsError
 from ..io.profiles import Profile, load_profile
-from ..network.eas import EASConfig, parse_eas
+from ..network.eas import EASConfig, EASPolicy, parse_eas
 from ..network.quantize import default_compute_type
 from ..pipeline.options import TranscribeOptions
 
@@ -78,34 +78,49 @@ def add_eas_flags(p) -> None:
     flag(g, "--profile", default=None, metavar="FILE", help="run the EAS configuration of a search profile")
 
 
-def add_decoding_flags(p, preset: TranscribeOptions, language: bool = True) -> None:
-    """The decoding flags, with `preset`'s values as their defaults. `language`: declare
-    --language here (transcribe); eval and search take it with the dataset flags instead."""
+class _Unset:
+    """The default of a decoding flag whose value comes from a preset chosen at run time (--mode)."""
+
+    def __repr__(self) -> str:
+        return "(the mode's preset)"
+
+
+UNSET = _Unset()
+
+
+def add_decoding_flags(p, preset: Optional[TranscribeOptions], language: bool = True) -> None:
+    """The decoding flags, with `preset`'s values as their defaults (None: no defaults here; a
+    flag left out takes the value of the preset `transcribe_options` is given). `language`:
+    declare --language here (transcribe); eval and search take it with the dataset flags instead."""
     g = p.add_argument_group("decoding")
+
+    def default(name):
+        return UNSET if preset is None else getattr(preset, name)
+
     if language:
-        flag(g, "--language", default=preset.language,
+        flag(g, "--language", default=default("language"),
              help="language code or name (default: detect; English for .en models)")
-    flag(g, "--task", default=preset.task, choices=("transcribe", "translate"))
-    flag(g, "--beam-size", type=int, default=preset.beam_size,
-         help=f"beams for beam search; 1 = greedy (default: {preset.beam_size})")
-    flag(g, "--best-of", type=int, default=preset.best_of, help="samples when falling back to temperature > 0")
-    flag(g, "--patience", type=float, default=preset.patience)
-    flag(g, "--length-penalty", type=float, default=preset.length_penalty)
-    temps = preset.temperature
-    flag(g, "--temperature", type=float, default=temps[0])
+    flag(g, "--task", default=default("task"), choices=("transcribe", "translate"))
+    flag(g, "--beam-size", type=int, default=default("beam_size"),
+         help=f"beams for beam search; 1 = greedy (default: {default('beam_size')})")
+    flag(g, "--best-of", type=int, default=default("best_of"), help="samples when falling back to temperature > 0")
+    flag(g, "--patience", type=float, default=default("patience"))
+    flag(g, "--length-penalty", type=float, default=default("length_penalty"))
+    temps = None if preset is None else preset.temperature
+    flag(g, "--temperature", type=float, default=UNSET if temps is None else temps[0])
     flag(g, "--temperature-increment-on-fallback", type=optional_float,
-         default=round(temps[1] - temps[0], 4) if len(temps) > 1 else None,
+         default=UNSET if temps is None else round(temps[1] - temps[0], 4) if len(temps) > 1 else None,
          help="step up the temperature when decoding fails the thresholds ('none' disables)")
-    flag(g, "--compression-ratio-threshold", type=optional_float, default=preset.compression_ratio_threshold)
-    flag(g, "--logprob-threshold", type=optional_float, default=preset.log_prob_threshold)
-    flag(g, "--no-speech-threshold", type=optional_float, default=preset.no_speech_threshold)
-    flag(g, "--condition-on-previous-text", type=parse_bool, default=preset.condition_on_previous_text)
-    flag(g, "--initial-prompt", default=preset.initial_prompt)
-    flag(g, "--suppress-tokens", default=",".join(map(str, preset.suppress_tokens)),
+    flag(g, "--compression-ratio-threshold", type=optional_float, default=default("compression_ratio_threshold"))
+    flag(g, "--logprob-threshold", type=optional_float, default=default("log_prob_threshold"))
+    flag(g, "--no-speech-threshold", type=optional_float, default=default("no_speech_threshold"))
+    flag(g, "--condition-on-previous-text", type=parse_bool, default=default("condition_on_previous_text"))
+    flag(g, "--initial-prompt", default=default("initial_prompt"))
+    flag(g, "--suppress-tokens", default=UNSET if preset is None else ",".join(map(str, preset.suppress_tokens)),
          help="comma-separated token ids; -1: non-speech symbols")
-    flag(g, "--without-timestamps", type=parse_bool, nargs="?", const=True, default=preset.without_timestamps,
+    flag(g, "--without-timestamps", type=parse_bool, nargs="?", const=True, default=default("without_timestamps"),
          help="decode without timestamp tokens")
-    flag(g, "--word-timestamps", type=parse_bool, nargs="?", const=True, default=preset.word_timestamps)
+    flag(g, "--word-timestamps", type=parse_bool, nargs="?", const=True, default=default("word_timestamps"))
 
 
 def add_dataset_flags(p) -> None:
@@ -148,7 +163,7 @@ def load_whisper(args):
                                 cpu_threads=args.threads)
 
 
-def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EASConfig], Optional[Profile]]:
+def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Union[None, EASConfig, EASPolicy], Optional[Profile]]:
     """The EAS configuration the flags ask for (None: dense), and the profile it came from (None:
     none). Without --eas or --profile the installed profile for this model and device runs
     ('auto'); `note` is told which (always for an explicit `--eas auto`, else with --verbose)."""
@@ -164,7 +179,7 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EA
     if args.profile:
         profile = load_profile(args.profile)
         profile.check(whisper.loaded.name, whisper.loaded.fingerprint, whisper.model.dims.n_audio_layer)
-        config = profile.eas
+        config = profile.policy
     elif args.eas is None or args.eas == "auto":
         profile = whisper.auto_profile()
         if profile is None:
@@ -172,13 +187,16 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EA
                 note(f"no EAS profile installed for {whisper.loaded.name} on {whisper.device.type} "
                      f"{whisper.compute_type}; running dense (see `whisper-eas profile --help`)")
             return None, None
-        config = profile.eas
+        config = profile.policy
     else:
         config = parse_eas(args.eas)
     if config is None:
         if extras:
             raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
         return None, profile
+    if extras and isinstance(config, EASPolicy):
+        raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
+                           "'SHORT | SPEECH' policy: write them into the --eas spec")
     config = replace(config, **extras) if extras else config
     config.check_layers(whisper.model.dims.n_audio_layer)
     if profile is not None and tell:
@@ -186,17 +204,23 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EA
     return config, profile
 
 
-def temperatures(args) -> Tuple[float, ...]:
-    if args.temperature_increment_on_fallback is None:
-        return (args.temperature,)
-    step = args.temperature_increment_on_fallback
+def temperatures(args, preset: TranscribeOptions = TranscribeOptions()) -> Tuple[float, ...]:
+    first, step = args.temperature, args.temperature_increment_on_fallback
+    if first is UNSET and step is UNSET:
+        return preset.temperature
+    if first is UNSET:
+        first = preset.temperature[0]
+    if step is UNSET:
+        step = round(preset.temperature[1] - preset.temperature[0], 4) if len(preset.temperature) > 1 else None
+    if step is None:
+        return (first,)
     if step <= 0:
         raise OptionsError("--temperature-increment-on-fallback must be > 0 (or 'none')")
-    temps, t = [], args.temperature
+    temps, t = [], first
     while t <= 1.0 + 1e-6:
         temps.append(round(t, 4))
         t += step
-    return tuple(temps) or (args.temperature,)
+    return tuple(temps) or (first,)
 
 
 def suppress_tokens(text: str) -> Tuple[int, ...]:
@@ -207,18 +231,22 @@ def suppress_tokens(text: str) -> Tuple[int, ...]:
 
 
 def transcribe_options(args, preset: TranscribeOptions = TranscribeOptions(), **extra) -> TranscribeOptions:
-    """The TranscribeOptions the decoding flags ask for, on top of `preset`; `extra` (e.g. the
-    resolved eas, a language) goes on top. Bad values are OptionsErrors naming the flag."""
-    if args.beam_size < 1 or args.best_of < 1:
-        raise OptionsError("--beam-size and --best-of must be >= 1")
+    """The TranscribeOptions the decoding flags ask for, on top of `preset` (a flag declared
+    without a default and left out keeps the preset's value); `extra` (e.g. the resolved eas, a
+    language) goes on top. Bad values are OptionsErrors naming the flag."""
     values = dict(
         task=args.task, beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
-        length_penalty=args.length_penalty, temperature=temperatures(args),
+        length_penalty=args.length_penalty, temperature=temperatures(args, preset),
         compression_ratio_threshold=args.compression_ratio_threshold, log_prob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, condition_on_previous_text=args.condition_on_previous_text,
-        initial_prompt=args.initial_prompt, suppress_tokens=suppress_tokens(args.suppress_tokens),
+        initial_prompt=args.initial_prompt,
+        suppress_tokens=args.suppress_tokens if args.suppress_tokens is UNSET else suppress_tokens(args.suppress_tokens),
         without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps)
-    return preset.replace(**{**values, **extra})
+    values = {k: v for k, v in values.items() if v is not UNSET}
+    options = preset.replace(**{**values, **extra})
+    if options.beam_size < 1 or options.best_of < 1:
+        raise OptionsError("--beam-size and --best-of must be >= 1")
+    return options
 
 
 def stderr_note(quiet: bool) -> Callable[[str], None]:

@@ -13,9 +13,10 @@ from ..errors import OptionsError
 from ..evaluation.manifest import load_dataset
 from ..evaluation.search import (DEFAULT_SPARSITIES, GridSpec, ModelInfo, Settings, build_grid, cache_key,
                                  default_output_dir, report, run_search, write_outputs)
+from ..io.audio import probe_duration
 from ..io.profiles import MIN_UTTERANCES
 from ..network.eas import SCORES
-from ..pipeline.options import EVAL_OPTIONS
+from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
 from . import flags
 from .profile import install
 
@@ -32,7 +33,12 @@ def add_parser(sub) -> None:
                    help="JSONL/TSV manifest, folder of audio + .txt, or hf:NAME[:CONFIG]:SPLIT")
     flags.add_model_flags(p)
     flags.add_dataset_flags(p)
-    flags.add_decoding_flags(p, EVAL_OPTIONS, language=False)
+    g = p.add_argument_group("how to decode")
+    flags.flag(g, "--mode", default="eval", choices=("eval", "user"),
+               help="eval (default): greedy, no timestamps, no fallback, no prompt - right for clips under "
+                    "30 s; user: transcribe's defaults (timestamps, fallback, prompt, long files cut at silences "
+                    "and batched) - how long recordings must be measured. The decoding flags below change either.")
+    flags.add_decoding_flags(p, None, language=False)
     g = p.add_argument_group("configurations")
     g.add_argument("--layers", default=None, metavar="L,L,...", help="encoder blocks to prune after (default: all)")
     g.add_argument("--sparsities", default=None, metavar="S,S,...", help="sparsities (default: 0.1,0.2,...,0.9)")
@@ -51,6 +57,10 @@ def add_parser(sub) -> None:
                    help="largest WER increase vs dense: absolute (0.01 = 1 point) or, with --relative, a share of "
                         "dense WER (default: 0.01)")
     g.add_argument("--relative", action="store_true", help="the budget is a fraction of dense WER")
+    g.add_argument("--role", choices=("auto", "short", "speech"), default="auto",
+                   help="which windows the pick is for: short clips (the profile's 'eas') or windows full of "
+                        "speech ('eas_speech'; each window then runs the one that fits it); auto (default): "
+                        "speech when the files average over 30 s")
     g.add_argument("--repeats", type=int, default=1, help="timed passes per config; the median counts (default: 1)")
     g = p.add_argument_group("installing the pick")
     g.add_argument("--install", action="store_true",
@@ -99,16 +109,21 @@ def run(args) -> int:
     if args.force and not args.install:
         raise OptionsError("--force goes with --install")
     spec = grid_spec(args)
-    flags.transcribe_options(args, EVAL_OPTIONS)  # bad decoding flags fail before the model loads
+    preset = EVAL_OPTIONS if args.mode == "eval" else TranscribeOptions()
+    flags.transcribe_options(args, preset)  # bad decoding flags fail before the model loads
     utterances = load_dataset(args.dataset, limit=args.limit)  # dataset errors before the model loads
     whisper = flags.load_whisper(args)
     model = ModelInfo.of(whisper)
     candidates = build_grid(spec, model.n_layers)
-    options = flags.transcribe_options(args, EVAL_OPTIONS)
+    options = flags.transcribe_options(args, preset)
     if whisper.tokenizer.multilingual and args.language:
         options = options.replace(language=args.language)
+    role = args.role
+    if role == "auto":
+        durations = [probe_duration(u.audio) or 0.0 for u in utterances]
+        role = "speech" if sum(durations) > 30.0 * len(utterances) else "short"
     settings = Settings(dataset=args.dataset, limit=args.limit, budget=args.budget, relative=args.relative,
-                        repeats=args.repeats, language=args.language, options=options)
+                        repeats=args.repeats, language=args.language, options=options, role=role)
     if args.output_dir:
         out_dir = Path(args.output_dir)
         if out_dir.exists() and not out_dir.is_dir():

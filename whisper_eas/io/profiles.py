@@ -20,17 +20,17 @@ import json
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple, Union
 
 from ..errors import OptionsError, ProfileError
-from ..network.eas import EASConfig, parse_eas
+from ..network.eas import EASConfig, EASPolicy, parse_eas
 
 FORMAT = "whisper-eas-profile/1"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "profiles"  # whisper_eas/profiles/*.json
-MIN_UTTERANCES = 50  # an install from a smaller search needs --force
+MIN_UTTERANCES = 50  # an install from a smaller search needs --force ...
+MIN_AUDIO_SECONDS = 600  # ... unless it ran on at least ten minutes of audio (long recordings)
 
 log = logging.getLogger("whisper_eas")
 _warned: Set[str] = set()  # profile files already warned about in this process: one warning each
@@ -44,21 +44,41 @@ def user_profile_dir() -> Path:
 
 @dataclass
 class Profile:
+    """What `--eas auto` runs for one model, device and compute type. `eas` is for windows that
+    are mostly padding (short clips: the search on short utterances picks it), `eas_speech`, if
+    any, for windows full of speech (the search on long recordings picks it); with both, each
+    window runs the one that fits its content (network/eas.py, EASPolicy). `metrics` and
+    `metrics_speech` are the two searches' results."""
+
     model: str
     fingerprint: str
     device: str  # "cpu" or "cuda"
-    eas: EASConfig
+    eas: Optional[EASConfig]
     dtype: str = "float32"
     metrics: dict = field(default_factory=dict)
     hardware: str = ""
     dataset: str = ""
     created: str = ""
     path: Optional[Path] = None
+    eas_speech: Optional[EASConfig] = None
+    metrics_speech: dict = field(default_factory=dict)
+    dataset_speech: str = ""
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "model": self.model, "fingerprint": self.fingerprint, "device": self.device,
-                "dtype": self.dtype, "eas": self.eas.describe(), "metrics": self.metrics,
-                "hardware": self.hardware, "dataset": self.dataset, "created": self.created}
+        out = {"format": FORMAT, "model": self.model, "fingerprint": self.fingerprint, "device": self.device,
+               "dtype": self.dtype, "eas": None if self.eas is None else self.eas.describe(), "metrics": self.metrics,
+               "hardware": self.hardware, "dataset": self.dataset, "created": self.created}
+        if self.eas_speech is not None:
+            out.update(eas_speech=self.eas_speech.describe(), metrics_speech=self.metrics_speech,
+                       dataset_speech=self.dataset_speech)
+        return out
+
+    @property
+    def policy(self) -> Union[None, EASConfig, EASPolicy]:
+        """What each window runs: `eas`, or with `eas_speech` the policy that picks between them."""
+        if self.eas_speech is None:
+            return self.eas
+        return EASPolicy(self.eas, self.eas_speech)
 
     def save(self, path: Path) -> Path:
         path = Path(path)
@@ -69,8 +89,12 @@ class Profile:
 
     @property
     def runs(self) -> str:
-        """What `--eas auto` runs with this profile: its EAS spec, or 'dense' (a search that kept dense)."""
-        return "dense" if self.eas.is_dense else self.eas.describe()
+        """What `--eas auto` runs with this profile: its EAS spec, or 'dense' (a search that kept
+        dense); with a speech configuration, 'SHORT | SPEECH'."""
+        def one(config):
+            return "dense" if config is None or config.is_dense else config.describe()
+
+        return one(self.eas) if self.eas_speech is None else f"{one(self.eas)} | {one(self.eas_speech)}"
 
     @property
     def target(self) -> str:
@@ -88,9 +112,9 @@ class Profile:
         if self.fingerprint != fingerprint:
             raise ProfileError(f"{self.path}: made for {self.model} (weights {self.fingerprint}), not for {model} "
                                f"(weights {fingerprint})")
-        if n_layers is not None:
+        if n_layers is not None and self.policy is not None:
             try:
-                self.eas.check_layers(n_layers)
+                self.policy.check_layers(n_layers)
             except OptionsError as e:
                 raise ProfileError(f"{self.path}: {e}") from None
 
@@ -107,20 +131,29 @@ def load_profile(path) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProfileError(f"{path}: not a whisper-eas profile (expected format {FORMAT!r})")
     try:
-        eas = parse_eas(data["eas"])
-        if eas is None:
+        eas = _one_config(data["eas"]) if data["eas"] is not None else None
+        eas_speech = _one_config(data["eas_speech"]) if data.get("eas_speech") is not None else None
+        if eas is None and eas_speech is None:
             raise ProfileError(f"{path}: the profile's EAS configuration is empty")
-        metrics = data.get("metrics", {})
-        if not isinstance(metrics, dict):
+        metrics, metrics_speech = data.get("metrics", {}), data.get("metrics_speech", {})
+        if not isinstance(metrics, dict) or not isinstance(metrics_speech, dict):
             raise ProfileError(f"{path}: the profile's metrics are not an object")
         return Profile(model=str(data["model"]), fingerprint=str(data["fingerprint"]), device=str(data["device"]),
                        eas=eas, dtype=str(data.get("dtype", "float32")), metrics=metrics,
                        hardware=data.get("hardware", ""), dataset=data.get("dataset", ""),
-                       created=data.get("created", ""), path=path)
+                       created=data.get("created", ""), path=path, eas_speech=eas_speech,
+                       metrics_speech=metrics_speech, dataset_speech=data.get("dataset_speech", ""))
     except KeyError as e:
         raise ProfileError(f"{path}: profile lacks the field {e.args[0]!r}") from None
     except (OptionsError, TypeError, AttributeError) as e:
         raise ProfileError(f"{path}: the profile's EAS configuration does not parse ({e})") from None
+
+
+def _one_config(text) -> EASConfig:
+    config = parse_eas(text)
+    if config is None or isinstance(config, EASPolicy):
+        raise OptionsError("a profile holds one configuration per field (dense is '0:0')")
+    return config
 
 
 def slug(text: str) -> str:
@@ -196,26 +229,33 @@ def locate_profile(name_or_path: str) -> Path:
 
 
 def install_profile(path, force: bool = False) -> Tuple[Profile, Optional[Profile]]:
-    """Copy a profile into the user's profile directory, so that `--eas auto` runs it for its
+    """Install a profile into the user's profile directory, so that `--eas auto` runs it for its
     model, device and compute type. Returns (the installed profile, the one `--eas auto` ran
-    before, None: dense). Refused without `force` for a search on fewer than MIN_UTTERANCES
-    utterances or without a significant result."""
+    before, None: dense). A profile that fills one role only (a search on short clips: `eas`; on
+    long recordings: `eas_speech`) keeps the other role of what ran before. Refused without
+    `force` for a search on fewer than MIN_UTTERANCES utterances (and under MIN_AUDIO_SECONDS of
+    audio) or without a significant result."""
     profile = load_profile(path)
     if not force:
-        n = profile.metrics.get("utterances")
-        if not isinstance(n, int) or n < MIN_UTTERANCES:
-            made = f"a search on {n} utterances" if isinstance(n, int) else "a search of unknown size"
-            raise ProfileError(f"{path}: not installed: {made}, fewer than {MIN_UTTERANCES}; its pick may be noise "
-                               f"(search on more utterances, or install anyway with --force)")
-        if profile.metrics.get("significant") is not True:
-            raise ProfileError(f"{path}: not installed: the pick's WER loss is not significantly within the budget "
-                               f"(search on more utterances, or install anyway with --force)")
+        for metrics in (m for m in (profile.metrics, profile.metrics_speech) if m):
+            n, seconds = metrics.get("utterances"), metrics.get("audio_seconds")
+            small = not isinstance(n, int) or n < MIN_UTTERANCES
+            if small and (not isinstance(seconds, (int, float)) or seconds < MIN_AUDIO_SECONDS):
+                made = f"a search on {n} utterances" if isinstance(n, int) else "a search of unknown size"
+                raise ProfileError(f"{path}: not installed: {made}, fewer than {MIN_UTTERANCES} (and under "
+                                   f"{MIN_AUDIO_SECONDS // 60} minutes of audio); its pick may be noise (search on "
+                                   "more, or install anyway with --force)")
+            if metrics.get("significant") is not True:
+                raise ProfileError(f"{path}: not installed: the pick's WER loss is not significantly within the "
+                                   "budget (search on more utterances, or install anyway with --force)")
     before = find_profile(profile.model, profile.fingerprint, profile.device, profile.dtype)
+    if before is not None and profile.eas is None:
+        profile.eas, profile.metrics, profile.dataset = before.eas, before.metrics, before.dataset
+    if before is not None and profile.eas_speech is None and before.eas_speech is not None:
+        profile.eas_speech, profile.metrics_speech = before.eas_speech, before.metrics_speech
+        profile.dataset_speech = before.dataset_speech
     target = user_profile_dir() / profile_filename(profile.model, profile.device, profile.dtype, profile.fingerprint)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if Path(path).resolve() != target.resolve():
-        shutil.copyfile(path, target)
-    os.utime(target)  # the newest installed profile wins
+    profile.save(target)  # the newest installed profile wins
     return load_profile(target), before
 
 

@@ -104,10 +104,15 @@ def make_profile(outcome: Outcome):
                "ci": [_r(p.row.ci_low), _r(p.row.ci_high)], "significant": p.significant,
                "speedup": _r(p.row.speedup, 4), "encoder_speedup": _r(p.row.encoder_speedup, 4),
                "dataset": outcome.settings.dataset, "utterances": outcome.utterances,
+               "audio_seconds": _r(outcome.audio_seconds, 1),
                "budget": p.budget, "budget_relative": p.relative, "allowed": _r(p.allowed), "dense": p.is_dense}
-    return Profile(model=m.name, fingerprint=m.fingerprint, device="cuda" if m.device.startswith("cuda") else "cpu",
-                   eas=eas, dtype=m.dtype, metrics=metrics, hardware=m.hardware, dataset=outcome.settings.dataset,
-                   created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    profile = Profile(model=m.name, fingerprint=m.fingerprint, device="cuda" if m.device.startswith("cuda") else "cpu",
+                      eas=eas, dtype=m.dtype, metrics=metrics, hardware=m.hardware, dataset=outcome.settings.dataset,
+                      created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    if outcome.settings.role == "speech":  # a search on long recordings: its pick is for windows full of speech
+        profile.eas, profile.metrics, profile.dataset = None, {}, ""
+        profile.eas_speech, profile.metrics_speech, profile.dataset_speech = eas, metrics, outcome.settings.dataset
+    return profile
 
 
 def write_outputs(outcome: Outcome, out_dir: Path, plots: bool = True) -> List[Path]:

@@ -50,6 +50,7 @@ class Settings:
     repeats: int = 1
     language: str = "en"
     options: TranscribeOptions = EVAL_OPTIONS  # how every configuration decodes (its eas is replaced)
+    role: str = "short"  # which windows the pick is for: "short" clips, or windows full of "speech"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Outcome:
     pick: Pick
     default_score: str = "attention"
     default_merge: bool = True
+    audio_seconds: float = 0.0  # of the dataset (the dense measurement's)
 
 
 def run_search(whisper, model: ModelInfo, utterances: Sequence[Utterance], candidates: Sequence[Candidate],
@@ -124,4 +126,5 @@ def summarize(model: ModelInfo, settings: Settings, n_utterances: int, candidate
     first = next((c.eas for c in candidates if c.family == "grid"), None)
     return Outcome(model=model, settings=settings, utterances=n_utterances, baseline=base, rows=rows,
                    front=tuple(pareto_front(rows)), pick=chosen,
-                   default_score=first.score if first else "attention", default_merge=first.merge if first else True)
+                   default_score=first.score if first else "attention", default_merge=first.merge if first else True,
+                   audio_seconds=dense.audio_seconds)
