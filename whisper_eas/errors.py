@@ -8,8 +8,10 @@
         ├── ProfileError            an EAS profile cannot be read, does not fit the model, or is
         │                           refused for installation
         ├── SearchCacheError        a search's results.jsonl belongs to other settings or is in use
-        └── OptionsError            an option has a bad value (also a ValueError, so callers
-                                    that catch ValueError keep working)
+        ├── OptionsError            an option has a bad value (also a ValueError, so callers
+        │                           that catch ValueError keep working)
+        └── MissingDependency       a package a feature needs is not installed; the message
+                                    says what to install
 
 The command line maps `UserError` to one line on stderr and exit status 2. Any other exception
 is a bug: exit status 1, one line, and the traceback with `--verbose` or WHISPER_EAS_DEBUG=1.
@@ -19,7 +21,7 @@ A ValueError from torch or numpy is therefore never reported as the user's mista
 from __future__ import annotations
 
 __all__ = ["WhisperEASError", "UserError", "AudioError", "ModelError", "ManifestError", "ProfileError",
-           "SearchCacheError", "OptionsError"]
+           "SearchCacheError", "OptionsError", "MissingDependency"]
 
 
 class WhisperEASError(Exception):
@@ -52,3 +54,8 @@ class SearchCacheError(UserError):
 
 class OptionsError(UserError, ValueError):
     """An option (a keyword argument or a command-line flag) has a value that cannot work."""
+
+
+class MissingDependency(UserError):
+    """A feature needs a package that is not installed (an optional extra); the message says
+    which and how to install it."""

@@ -44,6 +44,7 @@ class TranscriptionInfo:
     windows: int = 0  # 30-s windows decoded
     decoder_steps: int = 0  # tokens generated, fallback attempts included
     tokens_kept: List[int] = field(default_factory=list)  # encoder tokens kept per window (EAS)
+    eas_windows: List[str] = field(default_factory=list)  # the EAS configuration each window ran ("dense": none)
     timings: Dict[str, float] = field(default_factory=dict)  # seconds spent per stage
 
 

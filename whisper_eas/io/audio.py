@@ -185,6 +185,8 @@ def _normalize(mel: torch.Tensor) -> torch.Tensor:
 
 
 PADDINGS = ("silence", "zeros")
+INAUDIBLE = 10 ** (-80 / 20)  # a window whose samples all stay under -80 dBFS holds nothing to hear
+SILENCE_FLOOR = (math.log10(1e-10) + 4.0) / 4.0  # a frame of digital silence, normalised: -1.5
 
 
 class AudioWindows:
@@ -261,11 +263,22 @@ class AudioWindows:
                           center=False, return_complex=True)
         power = stft.abs() ** 2
         mel = _normalize(torch.from_numpy(mel_filters(self.n_mels)) @ power)
-        # silence sits at the clamp floor, 8 (log10 units) below the peak: 2 after scaling by 1/4
-        fill = float(mel.max()) - 2.0 if self.padding == "silence" else 0.0
+        # Digital silence is what openai-whisper's pad_or_trim appends: log10 of the 1e-10 floor,
+        # raised to the clamp at 8 (log10 units) below the peak - 2 after scaling by 1/4, or, when
+        # the audio itself is that quiet (the peak under -2, e.g. all silence), the floor itself,
+        # (-10 + 4) / 4 = -1.5. Below -1.5 the padding would sit under the audio's own silence.
+        fill = max(float(mel.max()) - 2.0, SILENCE_FLOOR) if self.padding == "silence" else 0.0
         features = torch.full((self.n_mels, N_FRAMES), fill)
         features[:, :n_frames] = mel
         return features, n_frames
+
+    def peak(self, start_frame: int, n_frames: int) -> float:
+        """The largest absolute sample of the `n_frames` frames from `start_frame` (0.0 for
+        digital silence)."""
+        lo = max(start_frame * HOP_LENGTH - self._buf_start, 0)
+        hi = max((start_frame + n_frames) * HOP_LENGTH - self._buf_start, lo)
+        part = self._buf[lo:hi]
+        return float(np.abs(part).max()) if len(part) else 0.0
 
     def _samples(self, lo: int, hi: int) -> np.ndarray:
         """Samples [lo, hi) of the clip with 160 zeros appended, reflect-padded at both ends the

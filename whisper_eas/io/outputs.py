@@ -62,7 +62,8 @@ def result_dict(segments, info=None, settings: Optional[dict] = None) -> dict:
         out["duration"] = round(info.duration, 3)
         out["windows"] = info.windows
         eas = info.options.eas
-        out["eas"] = None if eas is None else {"config": eas.describe(), "tokens_kept": info.tokens_kept}
+        out["eas"] = None if eas is None else {"config": eas.describe(), "tokens_kept": info.tokens_kept,
+                                               "window_configs": info.eas_windows}
         out["timings"] = {k: round(v, 4) for k, v in info.timings.items()}
     if settings is not None:
         out["settings"] = settings

@@ -18,13 +18,14 @@ from typing import Optional, Tuple, Union
 
 from ..errors import OptionsError
 from ..io.audio import PADDINGS
-from ..network.eas import EASConfig, parse_eas
+from ..network.eas import EASConfig, EASPolicy, parse_eas
 from ..network.tokenizer import language_code
 
 # TranscribeOptions.eas: the WhisperModel's own setting (its `eas=` argument, "auto" unless given)
 MODEL_EAS = "model"
 # TranscribeOptions.eas: the saved search profile for the model, device and compute type
 AUTO_EAS = "auto"
+CHUNKINGS = ("vad", "off")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,13 @@ class TranscribeOptions:
     prepend_punctuations: str = "\"'“¿([{-"  # attached to the following word
     append_punctuations: str = "\"'.。,，!！?？:：”)]}、"  # attached to the preceding word
     # -- the encoder
-    eas: Union[None, str, EASConfig] = MODEL_EAS  # "model": the WhisperModel's setting; "auto": the
-    #    saved profile; None or "off": dense; an EASConfig or a spec such as "1:0.5" or "-1:0 pad=32"
+    eas: Union[None, str, EASConfig, EASPolicy] = MODEL_EAS  # "model": the WhisperModel's setting; "auto":
+    #    the saved profile; None or "off": dense; an EASConfig or a spec such as "1:0.5" or "-1:0 pad=32";
+    #    an EASPolicy ('SHORT | SPEECH'): each window runs the configuration that fits its content
     padding: str = "silence"  # how a window past the end of the audio is filled (see io/audio.py)
+    # -- long audio
+    chunking: str = "vad"  # "vad": cut at silences into chunks of at most 30 s that decode together
+    #    in batches (pipeline/sources.py, ChunkedWindows); "off": openai-whisper's sequential windows
 
     def __post_init__(self):
         temps = self.temperature
@@ -80,6 +85,8 @@ class TranscribeOptions:
             raise OptionsError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if self.language is not None:
             language_code(self.language)  # an unknown language is an OptionsError here, not mid-file
+        if self.chunking not in CHUNKINGS:
+            raise OptionsError(f"chunking must be one of {', '.join(CHUNKINGS)}, got {self.chunking!r}")
         if self.padding not in PADDINGS:
             raise OptionsError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
         object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens or ()))
@@ -87,8 +94,9 @@ class TranscribeOptions:
             object.__setattr__(self, "eas", parse_eas(self.eas))
         elif isinstance(self.eas, str):
             object.__setattr__(self, "eas", self.eas.strip().lower())
-        elif self.eas is not None and not isinstance(self.eas, EASConfig):
-            raise OptionsError(f"eas takes None, 'auto', a spec such as '1:0.5' or an EASConfig, got {self.eas!r}")
+        elif self.eas is not None and not isinstance(self.eas, (EASConfig, EASPolicy)):
+            raise OptionsError(f"eas takes None, 'auto', a spec such as '1:0.5', an EASConfig or an EASPolicy, "
+                               f"got {self.eas!r}")
 
     def replace(self, **changes) -> "TranscribeOptions":
         """A copy with `changes` applied (validated again); an unknown name is an OptionsError."""

@@ -2,12 +2,18 @@
 fallback -> timestamped segments.
 
 A job is one input: its options, and a `WindowSource` (sources.py) that says which windows to
-decode. Each round takes the windows that are ready from every active job, groups them by options
-and by similar encoder length into batches of at most `batch_size`, encodes and decodes each
-batch, turns each result into segments, and hands each window back to its source with the frames
-the decoder consumed - the end of the last complete segment, or the whole window - so that the
-source can apply the seek rule. Several files thus run in lock-step and share encoder and decoder
-batches, and `submit` adds jobs while the runner runs (a server's requests).
+decode. Each round takes up to `batch_size` of the windows that are ready, a fair share from
+every active job in turn (one window from each, round and round, starting with a different job
+each round), so a long file's many chunks do not hold back a short file's one window; the rest
+wait for the next round. The round's windows are grouped by options and by similar encoder
+length into batches, encoded and decoded; each result becomes segments, and each window goes
+back to its source with the frames the decoder consumed - the end of the last complete segment,
+or the whole window - so that the source can apply the seek rule. Several files thus run in
+lock-step and share encoder and decoder batches, and `submit` adds jobs while the runner runs
+(a server's requests).
+
+A job's segments are handed out (`Job.pending`) in the order of the audio: a stream's segments
+wait until every earlier stream of its source is done.
 
 The prompt (the text of earlier windows), where it was last reset, and where speech last ended
 are kept per stream of a source (`StreamState`), so a source with several independent streams
@@ -25,9 +31,9 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, Lis
 import torch
 
 from ..errors import AudioError, OptionsError
-from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
+from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
-from ..network.eas import EASConfig
+from ..network.eas import EASConfig, config_for
 from ..network.model import TokenSet
 from ..network.timing import TIME_PRECISION, add_word_timestamps
 from ..network.tokenizer import Tokenizer
@@ -89,7 +95,9 @@ class Job:
         self.info: Optional[TranscriptionInfo] = None
         self.initial_tokens: List[int] = []  # the initial prompt, tokenized: every stream starts with it
         self.streams: Dict[int, StreamState] = {}
-        self.held: List[Window] = []  # taken from the source for language detection, decoded next round
+        self.held: List[Window] = []  # taken from the source, not decoded yet (the next rounds' share)
+        self.parked: Dict[int, List[Segment]] = {}  # stream -> segments waiting for earlier streams
+        self.next_stream = 0  # the first stream whose segments have not all been handed out
         self.first_encoded: Optional[Tuple[Window, TokenSet]] = None  # that window's encoding, reused once
         self.position = 0.0  # seconds of the timeline consumed so far (progress)
 
@@ -110,6 +118,7 @@ class Runner:
         self.queue: Deque[Job] = deque(jobs)
         self.batch_size = batch_size
         self._decoders: Dict[tuple, Decoder] = {}
+        self._turn = 0  # which active job takes the first window of the next round
 
     def submit(self, job: Job) -> None:
         """Queue a job: it starts at the next round with a free slot."""
@@ -129,7 +138,7 @@ class Runner:
                 job.held = job.source.ready()
                 window = job.held[0]
                 t0 = self._clock()
-                audio = o.encode(window.features[None], [window.frames], opts.eas)
+                audio = o.encode(window.features[None], [window.frames], config_for(opts.eas, window.frames))
                 t1 = self._clock()
                 job.first_encoded = (window, audio)
                 probs = detect_language(o.model, audio, tokenizer)[0]
@@ -184,26 +193,44 @@ class Runner:
 
     @torch.inference_mode()
     def round(self, jobs: List[Job]) -> None:
-        items: List[Tuple[Job, Window]] = []
         for job in jobs:
             if job.done:
                 continue
             try:
-                windows, job.held = job.held or job.source.ready(), []
+                job.held += job.source.ready()
             except AudioError as e:
                 self._fail(job, e)
                 continue
-            if not windows and job.source.done:
+            if not job.held and job.source.done:
                 self._finish(job)
-            items += [(job, w) for w in windows]
-        by_options: Dict[TranscribeOptions, List[Tuple[Job, Window]]] = {}
+        items = self._fair_share([job for job in jobs if not job.done])
+        for job, window in [(j, w) for j, w in items if w.inaudible]:  # digital silence: nothing to decode
+            self._advance(job, window, window.frames)
+        items = [(j, w) for j, w in items if not w.inaudible and not j.done]
+        # a batch shares its options and its EAS configuration (a policy picks one per window)
+        batches: Dict[tuple, List[Tuple[Job, Window]]] = {}
         for job, window in items:
-            by_options.setdefault(job.options, []).append((job, window))
+            key = (job.options, config_for(job.options.eas, window.frames, N_FRAMES))
+            batches.setdefault(key, []).append((job, window))
         n_ctx = self.owner.model.dims.n_audio_ctx
-        for options, batch in by_options.items():
-            for group in similar_length_groups([w.frames for _, w in batch], options.eas, n_ctx):
+        for (options, eas), batch in batches.items():
+            for group in similar_length_groups([w.frames for _, w in batch], eas, n_ctx):
                 for i in range(0, len(group), self.batch_size):
-                    self._run([batch[j] for j in group[i : i + self.batch_size]], options.eas)
+                    self._run([batch[j] for j in group[i : i + self.batch_size]], eas)
+
+    def _fair_share(self, jobs: List[Job]) -> List[Tuple[Job, Window]]:
+        """Up to `batch_size` held windows, one from each job in turn, the first turn rotating
+        from round to round; a job's windows go in the order its source gave them."""
+        items: List[Tuple[Job, Window]] = []
+        if not jobs:
+            return items
+        order = jobs[self._turn % len(jobs):] + jobs[: self._turn % len(jobs)]
+        self._turn += 1
+        while len(items) < self.batch_size and any(job.held for job in order):
+            for job in order:
+                if job.held and len(items) < self.batch_size:
+                    items.append((job, job.held.pop(0)))
+        return items
 
     def _run(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> None:
         t0 = self._clock()
@@ -218,6 +245,7 @@ class Runner:
             job.info.windows += 1
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
                                         else int(audio.x.shape[1]))
+            job.info.eas_windows.append("dense" if eas is None else eas.describe())
             self._consume(job, window, result, audio, i)
 
     def _clock(self) -> float:
@@ -276,8 +304,9 @@ class Runner:
                 decoder = self._decoder(dopts, job.tokenizer)
                 prompt = (state.all_tokens[state.prompt_reset_since:]
                           if (opts.condition_on_previous_text or state.prompt_reset_since == 0) else [])
-                # the prefix starts the first window of a stream
-                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and state.windows == 0 else None
+                # the prefix starts the transcript: the first window of the first stream
+                first = window.stream == 0 and state.windows == 0
+                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and first else None
                 initial[i] = decoder.initial_tokens(prompt, prefix)
                 groups.setdefault(len(initial[i]), []).append(i)
             still = []
@@ -339,6 +368,8 @@ class Runner:
         if consumed <= 0:  # always move forward
             consumed = segment_size
 
+        if window.end is not None:  # a chunk's timestamps stay inside the chunk
+            pieces = [(min(start, window.end), min(end, window.end), piece) for start, end, piece in pieces]
         segments = []
         for start, end, piece in pieces:
             text = tok.decode(piece)
@@ -358,10 +389,7 @@ class Runner:
                 shift = round((segments[-1].words[-1].end - time_offset) * FRAMES_PER_SECOND)
                 if shift > 0:
                     consumed = shift
-        for s in segments:
-            s.id = job.segments_made
-            job.segments_made += 1
-        job.pending.extend(segments)
+        job.parked.setdefault(window.stream, []).extend(segments)
         state.all_tokens.extend(t for s in segments for t in s.tokens)
         if not opts.condition_on_previous_text or result.temperature > opts.prompt_reset_on_temperature:
             state.prompt_reset_since = len(state.all_tokens)
@@ -375,10 +403,27 @@ class Runner:
         except AudioError as e:  # reading on to the next window found a broken stream
             self._fail(job, e)
             return
-        if job.source.done:
+        self._release(job)
+        if job.source.done and not job.held:
             self._finish(job)
 
+    def _release(self, job: Job, everything: bool = False) -> None:
+        """Hand out parked segments in the audio's order: those of the first unfinished stream
+        (in order within it) and of every stream before it (all of them when `everything`)."""
+        while True:
+            stream = job.next_stream
+            for segment in job.parked.pop(stream, []):
+                segment.id = job.segments_made
+                job.segments_made += 1
+                job.pending.append(segment)
+            if job.source.stream_done(stream) or (everything and job.parked):
+                job.next_stream += 1
+                job.streams.pop(stream, None)  # its prompt is no longer needed
+                continue
+            return
+
     def _finish(self, job: Job) -> None:
+        self._release(job, everything=True)
         job.done = True
         if job.source.duration is not None:
             job.info.duration = job.source.duration

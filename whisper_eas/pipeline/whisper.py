@@ -18,12 +18,12 @@ from ..errors import OptionsError
 from ..io.audio import AudioSource, RawFormat
 from ..io.loading import DEFAULT_MODEL, LoadedModel, load_model
 from ..io.profiles import Profile, find_profile
-from ..network.eas import EASConfig, parse_eas
+from ..network.eas import EASConfig, EASPolicy, parse_eas
 from ..network.model import TokenSet
 from ..types import FileResult
 from .options import AUTO_EAS, MODEL_EAS, TranscribeOptions
 from .runner import Job, Runner, audio_tokens
-from .sources import FileWindows, WindowSource
+from .sources import ChunkedWindows, FileWindows, WindowSource
 
 Audio = Union[AudioSource, WindowSource]  # a path, a 16-kHz float array, or a window source
 
@@ -34,7 +34,7 @@ class WhisperModel:
 
     `eas`: "auto" (default) runs the saved search profile for these weights, device and compute
     type, or dense when there is none; None or "off" runs dense; "1:0.5", "-1:0 pad=32" or an
-    EASConfig runs that configuration. `transcribe(..., eas=...)` overrides it per call."""
+    EASConfig runs that configuration; "SHORT | SPEECH" or an EASPolicy picks one per window. `transcribe(..., eas=...)` overrides it per call."""
 
     def __init__(self, model_size_or_path: str = DEFAULT_MODEL, device: str = "cpu",
                  compute_type: str = "default", cpu_threads: int = 0,
@@ -51,8 +51,8 @@ class WhisperModel:
         self.profile: Optional[Profile] = None
         if isinstance(eas, str) and eas.strip().lower() == AUTO_EAS:
             self.profile = self.auto_profile()
-            eas = None if self.profile is None else self.profile.eas
-        self.eas: Optional[EASConfig] = self._resolve_eas(eas)
+            eas = None if self.profile is None else self.profile.policy
+        self.eas: Union[None, EASConfig, EASPolicy] = self._resolve_eas(eas)
         if self.eas is not None:
             self.eas.check_layers(self.model.dims.n_audio_layer)
 
@@ -66,26 +66,29 @@ class WhisperModel:
             logging.getLogger("whisper_eas").info("no EAS profile for %s on %s: dense", self.loaded.name, self.device)
         return profile
 
-    def _resolve_eas(self, eas) -> Optional[EASConfig]:
+    def _resolve_eas(self, eas) -> Union[None, EASConfig, EASPolicy]:
         """'auto': the saved search profile for these weights on this device (dense if none)."""
         if isinstance(eas, str) and eas.strip().lower() == AUTO_EAS:
             profile = self.auto_profile()
-            return None if profile is None else profile.eas
+            return None if profile is None else profile.policy
         return parse_eas(eas) if isinstance(eas, str) else eas
 
     # -- public API ----------------------------------------------------------------------------
 
     def transcribe(self, audio: Audio, options: Optional[TranscribeOptions] = None, *,
-                   raw: Optional[RawFormat] = None, progress: Optional[Callable[[float], None]] = None,
-                   **overrides):
-        """Returns (segments, info); segments is a lazy generator, as in faster-whisper.
+                   batch_size: int = 8, raw: Optional[RawFormat] = None,
+                   progress: Optional[Callable[[float], None]] = None, **overrides):
+        """Returns (segments, info); segments is a lazy generator, as in faster-whisper, in the
+        order of the audio.
 
         `options` (default: `TranscribeOptions()`) with any keyword `overrides` replaced onto it:
         `transcribe("a.wav", word_timestamps=True)` and `transcribe("a.wav", EVAL_OPTIONS,
-        beam_size=5)` both work. `progress` receives the seconds of audio transcribed so far."""
+        beam_size=5)` both work. Long audio is cut at silences into chunks that decode
+        `batch_size` at a time (`chunking="off"`: one window after another, openai-whisper's
+        way). `progress` receives the seconds of audio transcribed so far."""
         options = self.resolve_options(options, **overrides)
-        job = Job(0, self._source(audio, raw, options), options, label=audio)
-        runner = Runner(self, batch_size=1)
+        job = Job(0, self._source(audio, raw, options, batch_size), options, label=audio)
+        runner = Runner(self, batch_size=batch_size)
         runner.start(job)  # reads the first window, detects the language: info is ready
         if job.error:
             raise job.error
@@ -111,7 +114,7 @@ class WhisperModel:
         finishes (in completion order). Unreadable files yield a result with `error` set.
         `progress` receives the seconds of audio advanced since its last call."""
         options = self.resolve_options(options, **overrides)
-        queue = [Job(i, self._source(a, raw, options), options, label=a) for i, a in enumerate(audios)]
+        queue = [Job(i, self._source(a, raw, options, batch_size), options, label=a) for i, a in enumerate(audios)]
         if batch_size > 1 and len(queue) > batch_size:
             # A batch runs at the length of its longest item, and with EAS the tokens kept grow
             # with the speech: files of similar length share batches or most of the work is padding.
@@ -137,9 +140,12 @@ class WhisperModel:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _source(self, audio: Audio, raw: Optional[RawFormat], options: TranscribeOptions) -> WindowSource:
+    def _source(self, audio: Audio, raw: Optional[RawFormat], options: TranscribeOptions,
+                batch_size: int) -> WindowSource:
         if isinstance(audio, WindowSource):
             return audio
+        if options.chunking == "vad":
+            return ChunkedWindows(audio, raw, self.model.dims.n_mels, options.padding, max_streams=batch_size)
         return FileWindows(audio, raw, self.model.dims.n_mels, options.padding)
 
     @torch.inference_mode()
@@ -147,7 +153,11 @@ class WhisperModel:
         mel = features.to(self.device, self.dtype)
         if eas is None or eas.is_dense:
             return self.model.encoder(mel)
+        energy = None
+        if eas.pause is not None:  # the pause rule reads each token's loudness: its two frames' mean log-mel
+            frames = mel.float().mean(dim=1)
+            energy = frames[:, : frames.shape[1] // 2 * 2].reshape(frames.shape[0], -1, 2).mean(dim=2)
         reducer = eas.reducer(torch.tensor([audio_tokens(n) for n in audio_frames], device=self.device),
-                              self.model.dims.n_audio_layer)
+                              self.model.dims.n_audio_layer, energy)
         # windows are padded with one constant column, which lets the stem skip the padding
         return self.model.encoder(mel, reducer, audio_frames=max(audio_frames))
