@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.evaluation.bench import EngineRun, render_table
+from whisper_eas.evaluation.bench import EngineRun, render_table, split_variants
 from whisper_eas.apps.cli import main
 
 
@@ -16,15 +16,23 @@ def _rows(table: str):
 
 def test_table_wer_times_and_ratios():
     runs = [EngineRun("ours:int8:auto", seconds=2.0, tokens=100, peak_rss_mb=700.4, texts=["a b c", "d e"],
-                      decode_seconds=0.5, encode_seconds=0.2, windows=2, note="auto: -1:0 pad=32"),
+                      decode_seconds=0.5, encode_seconds=0.2, windows=2, note="auto: -1:0 pad=32",
+                      load_seconds=0.75, audio_seconds=40.0),
             EngineRun("faster-whisper:int8", seconds=6.0, tokens=120, peak_rss_mb=450, texts=["a b x", "d e"]),
             EngineRun("openai-whisper", seconds=0, tokens=0, peak_rss_mb=0, texts=[], note="not installed")]
     rows = _rows(render_table(runs, ["a b c", "d e"], 2, "faster-whisper:int8"))
     ours, peer, missing = rows["ours:int8:auto"], rows["faster-whisper:int8"], rows["openai-whisper"]
-    assert ours[1:9] == ["0.00%", "2.00", "1000", "20.00", "5.00", "100", "700", "3.00x"]
-    assert ours[9] == "auto: -1:0 pad=32"
-    assert peer[1] == "20.00%" and peer[5:7] == ["-", "-"] and peer[8] == "1.00x"  # 1 of 5 words wrong
-    assert missing[1:9] == ["-"] * 8 and missing[9] == "not installed"
+    assert ours[1:11] == ["0.00%", "2.00", "0.0500", "1000", "20.00", "5.00", "100", "0.75", "700", "3.00x"]
+    assert ours[11] == "auto: -1:0 pad=32"
+    assert peer[1] == "20.00%" and peer[3] == "-" and peer[6:9] == ["-", "-", "-"]  # 1 of 5 words wrong
+    assert peer[10] == "1.00x"
+    assert missing[1:11] == ["-"] * 10 and missing[11] == "not installed"
+
+
+def test_engine_variants_are_read_off_the_spec():
+    assert split_variants("faster-whisper:int8+vad+batched8") == ("faster-whisper:int8", {"vad": None, "batched": 8})
+    assert split_variants("ours:float32:-1:0 pad=16+sequential") == ("ours:float32:-1:0 pad=16", {"sequential": None})
+    assert split_variants("ours") == ("ours", {})
 
 
 def test_a_bare_audio_file_has_no_wer():

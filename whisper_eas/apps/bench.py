@@ -25,7 +25,12 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("engines")
     flags.flag(g, "--engines", default=None,
                help=f"comma-separated; a bare 'ours' runs our engine in --compute-type (default on CPU: "
-                    f"{bench.DEFAULT_ENGINES}; on CUDA: {bench.DEFAULT_CUDA_ENGINES})")
+                    f"{bench.DEFAULT_ENGINES}; for long files: {bench.DEFAULT_LONG_ENGINES}; on CUDA: "
+                    f"{bench.DEFAULT_CUDA_ENGINES})")
+    flags.flag(g, "--mode", default="auto", choices=("auto",) + bench.MODES,
+               help="eval: greedy without timestamps (WER as usually reported); user: each engine's "
+                    "transcribe() defaults, timestamps and fallback (how long files must be measured); "
+                    "auto (default): user when the files average over 30 s, else eval")
     flags.flag(g, "--baseline", default=None,
                help="engine the speed ratios are against (default: faster-whisper:int8 on CPU, float16 on CUDA)")
     flags.flag(g, "--json", default=None, help="write all measurements here")
@@ -47,7 +52,14 @@ def run(args) -> int:
     flags.check_device(args.device)
     cuda = args.device.startswith("cuda")
     threads = args.threads or os.cpu_count() or 1  # every engine gets the same explicit number
-    spec = args.engines or (bench.DEFAULT_CUDA_ENGINES if cuda else bench.DEFAULT_ENGINES)
+    mode = args.mode
+    if mode == "auto":
+        from ..io.audio import probe_duration
+
+        durations = [probe_duration(f) or 0.0 for f in files]
+        mode = "user" if sum(durations) > 30.0 * len(files) else "eval"
+    spec = args.engines or (bench.DEFAULT_CUDA_ENGINES if cuda else
+                            bench.DEFAULT_LONG_ENGINES if mode == "user" else bench.DEFAULT_ENGINES)
     baseline = args.baseline or ("faster-whisper:float16" if cuda else "faster-whisper:int8")
     engines = [e.strip() for e in spec.split(",") if e.strip()]
     note = flags.stderr_note(args.quiet)
@@ -55,12 +67,14 @@ def run(args) -> int:
     runs = []
     for engine in engines:
         engine = engine.replace(";", ",")
-        if engine == "ours":
-            engine = f"ours:{args.compute_type}"
+        if engine.split("+")[0] == "ours":
+            engine = f"ours:{args.compute_type}" + engine[len("ours"):]
         note(f"bench: {engine} ...")
-        runs.append(bench.run_engine(engine, args.model, files, threads, args.device))
+        runs.append(bench.run_engine(engine, args.model, files, threads, args.device, mode))
     table = bench.render_table(runs, [u.text for u in utterances], len(files), baseline, language=args.language)
-    header = (f"{args.model}, {len(files)} files, greedy, no timestamps, {args.device}; "
+    how = ("greedy, no timestamps" if mode == "eval" else
+           "greedy, each engine's transcribe() defaults (timestamps, fallback, prompt)")
+    header = (f"{args.model}, {len(files)} files, {how}, {args.device}; "
               f"{describe_machine(args.device, threads)}")
     print(header)
     print(table)

@@ -1,15 +1,28 @@
 """Speed side by side with the dense engine and with peer engines.
 
 Every engine runs in its own subprocess, one after another on the same files, so that peak RSS
-is the engine's own and no engine warms the caches for the next. Each one loads, transcribes one
-file untimed (warm-up), then transcribes every file (audio decoding included) and reports wall
-time, generated tokens, texts and peak RSS. WER is computed here, with the same normalizer.
+is the engine's own and no engine warms the caches for the next. Each one loads (timed: the
+start-up), transcribes one file untimed (warm-up), then transcribes every file (audio decoding
+included) and reports wall time, generated tokens, texts and peak RSS. WER is computed here, with
+the same normalizer.
 
-Engines (`--engines`, comma-separated):
-  ours:COMPUTE[:EAS]   our engine, e.g. ours:float32, ours:int8:auto, ours:float32:-1:0 pad=16
-  faster-whisper:TYPE  faster-whisper with the same CTranslate2 weights (float32, int8, ...)
-  openai-whisper       openai-whisper with the same weights exported to its .pt format
-  transformers         HF transformers WhisperForConditionalGeneration with the same weights
+Two ways of decoding (`mode`):
+  eval  greedy, no timestamps, no fallback, no prompt: how WER is usually reported, and right
+        for clips under 30 s (one window each)
+  user  greedy, otherwise each engine's own transcribe() defaults: timestamps, seeking,
+        temperature fallback, the previous text as prompt (ours: cut at silences and batched).
+        Long files must be measured this way: without timestamps a decoder seeks blindly by
+        30 s and cuts words, and every engine loses a third of the words.
+
+Engines (`--engines`, comma-separated; `+` adds a variant):
+  ours[:COMPUTE[:EAS]]      our engine, e.g. ours:float32, ours:int8:auto, ours:float32:-1:0 pad=16
+        +sequential         openai-whisper's sequential windows (chunking="off") instead of chunks
+        +batchN             N windows of a file decode together (user mode; default 8)
+  faster-whisper:TYPE       faster-whisper with the same CTranslate2 weights (float32, int8, ...)
+        +vad                its vad_filter=True
+        +batchedN           its BatchedInferencePipeline with batch_size=N
+  openai-whisper            openai-whisper with the same weights exported to its .pt format
+  transformers              HF transformers WhisperForConditionalGeneration with the same weights
 Peers that are not installed are skipped with a note.
 """
 
@@ -29,6 +42,10 @@ from typing import List, Optional
 from ..errors import ModelError, OptionsError, UserError
 
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
+# long files: faster-whisper's three ways against our sequential dense reference and our defaults
+DEFAULT_LONG_ENGINES = ("faster-whisper:int8,faster-whisper:int8+vad,faster-whisper:int8+batched8,"
+                        "ours:float32:off+sequential,ours:int8:off+sequential,ours:int8:off,ours:int8:auto")
+MODES = ("eval", "user")
 DEFAULT_CUDA_ENGINES = ("ours:float16,ours:float16:auto,ours:float16:-1:0 pad=16,ours:float16:0:0.5,"
                         "faster-whisper:float16,faster-whisper:int8_float16")
 
@@ -44,6 +61,8 @@ class EngineRun:
     encode_seconds: Optional[float] = None
     windows: Optional[int] = None
     note: str = ""
+    load_seconds: Optional[float] = None  # start-up: the model loaded and ready
+    audio_seconds: Optional[float] = None  # all files
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,52 +72,81 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _ours(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
-    from ..pipeline.options import EVAL_OPTIONS
+def split_variants(spec: str) -> tuple:
+    """'faster-whisper:int8+vad+batched8' -> ('faster-whisper:int8', {'vad': None, 'batched': 8})."""
+    base, *mods = spec.split("+")
+    variants = {}
+    for mod in mods:
+        name = mod.rstrip("0123456789")
+        variants[name] = int(mod[len(name):]) if mod[len(name):] else None
+    return base, variants
+
+
+def _ours(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
+    from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
     from ..pipeline.whisper import WhisperModel
 
-    _, compute, *rest = spec.split(":", 2)
+    spec, variants = split_variants(spec)
+    _, compute, *rest = (spec + ":default" if spec == "ours" else spec).split(":", 2)
     eas_text = rest[0] if rest else None  # None: dense; "auto": the profile WhisperModel looks up
+    t0 = time.perf_counter()
     whisper = WhisperModel(model, device=device, compute_type=compute, cpu_threads=threads, eas=eas_text)
+    load = time.perf_counter() - t0
     eas = whisper.eas
     note = f"auto: {eas.describe() if eas else 'no profile, dense'}" if eas_text == "auto" else ""
-    opts = EVAL_OPTIONS.replace(eas=eas)
-    list(whisper.transcribe(files[0], opts)[0])
-    texts, tokens, dec, enc, windows = [], 0, 0.0, 0.0, 0
+    opts = (EVAL_OPTIONS if mode == "eval" else TranscribeOptions()).replace(eas=eas)
+    if "sequential" in variants:
+        opts = opts.replace(chunking="off")
+    batch = variants.get("batch") or 8
+    list(whisper.transcribe(files[0], opts, batch_size=batch)[0])
+    texts, tokens, dec, enc, windows, audio = [], 0, 0.0, 0.0, 0, 0.0
     t0 = time.perf_counter()
     for f in files:
-        segments, info = whisper.transcribe(f, opts)
-        texts.append("".join(s.text for s in segments).strip())
+        segments, info = whisper.transcribe(f, opts, batch_size=batch)
+        texts.append(" ".join(s.text.strip() for s in segments).strip())
         tokens += info.decoder_steps
         dec += info.timings.get("decode", 0.0)
         enc += info.timings.get("encode", 0.0)
         windows += info.windows
+        audio += info.duration
     seconds = time.perf_counter() - t0
+    note = "; ".join(n for n in (note, f"{whisper.compute_type}") if n)
     return dict(seconds=seconds, tokens=tokens, texts=texts, decode_seconds=dec, encode_seconds=enc,
-                windows=windows, note=note)
+                windows=windows, note=note, load_seconds=load, audio_seconds=audio)
 
 
-def _faster_whisper(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
-    from faster_whisper import WhisperModel
+def _faster_whisper(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    spec, variants = split_variants(spec)
     compute = spec.split(":", 1)[1] if ":" in spec else "float32"
     kind, _, index = device.partition(":")  # CTranslate2 takes "cuda" and an index, not "cuda:1"
+    t0 = time.perf_counter()
     fw = WhisperModel(ct2_directory(model), device=kind, device_index=int(index or 0), compute_type=compute,
                       cpu_threads=threads)
-    opts = dict(beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
-                language="en" if fw.model.is_multilingual else None)
-    list(fw.transcribe(files[0], **opts)[0])
-    texts, tokens = [], 0
+    load = time.perf_counter() - t0
+    opts = dict(beam_size=1, language="en" if fw.model.is_multilingual else None)
+    if mode == "eval":
+        opts.update(temperature=0.0, without_timestamps=True, condition_on_previous_text=False)
+    if "vad" in variants:
+        opts["vad_filter"] = True
+    engine = fw
+    if "batched" in variants:
+        engine = BatchedInferencePipeline(model=fw)
+        opts["batch_size"] = variants["batched"] or 8
+    list(engine.transcribe(files[0], **opts)[0])
+    texts, tokens, audio = [], 0, 0.0
     t0 = time.perf_counter()
     for f in files:
-        segments, _ = fw.transcribe(f, **opts)
+        segments, info = engine.transcribe(f, **opts)
         segments = list(segments)
-        texts.append("".join(s.text for s in segments).strip())
+        texts.append(" ".join(s.text.strip() for s in segments).strip())
         tokens += sum(len(s.tokens) + 1 for s in segments)
-    return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
+        audio += info.duration
+    return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts, load_seconds=load, audio_seconds=audio)
 
 
-def _openai_whisper(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
+def _openai_whisper(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
     import torch
     import whisper as openai_whisper  # the openai-whisper package
 
@@ -121,7 +169,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int, devic
     return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts)
 
 
-def _transformers(spec: str, model: str, files: List[str], threads: int, device: str) -> dict:
+def _transformers(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
@@ -196,15 +244,15 @@ def ct2_directory(model: str) -> str:
 
 
 def worker_main(argv: List[str]) -> int:
-    """python -m whisper_eas.evaluation.bench --worker ENGINE MODEL THREADS DEVICE FILELIST -> JSON on stdout."""
-    engine, model, threads, device, filelist = argv
+    """python -m whisper_eas.evaluation.bench --worker ENGINE MODEL THREADS DEVICE FILELIST MODE -> JSON on stdout."""
+    engine, model, threads, device, filelist, mode = argv
     import torch
 
     torch.set_num_threads(int(threads))
     files = Path(filelist).read_text().splitlines()
     kind = engine.split(":", 1)[0]
     try:
-        result = WORKERS[kind](engine, model, files, int(threads), device)
+        result = WORKERS[kind](engine, model, files, int(threads), device, mode)
     except UserError as e:  # one line for the driver's list of failures, as the command line prints it
         print(e, file=sys.stderr)
         return 2
@@ -216,8 +264,11 @@ def worker_main(argv: List[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Driver
 
-def run_engine(engine: str, model: str, files: List[str], threads: int, device: str = "cpu") -> EngineRun:
-    kind = engine.split(":", 1)[0]
+def run_engine(engine: str, model: str, files: List[str], threads: int, device: str = "cpu",
+               mode: str = "eval") -> EngineRun:
+    if mode not in MODES:
+        raise OptionsError(f"unknown bench mode {mode!r}: use one of {', '.join(MODES)}")
+    kind = split_variants(engine)[0].split(":", 1)[0]
     if kind not in WORKERS:
         raise OptionsError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
                          f"openai-whisper or transformers")
@@ -230,8 +281,8 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
         filelist = f.name
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, "-m", "whisper_eas.evaluation.bench", "--worker", engine, model, str(threads),
-                               device, filelist], capture_output=True, text=True, env=env)
+        proc = subprocess.run([sys.executable, "-m", "whisper_eas.evaluation.bench", "--worker", engine, model,
+                               str(threads), device, filelist, mode], capture_output=True, text=True, env=env)
     finally:
         os.unlink(filelist)
     if proc.returncode != 0:
@@ -239,7 +290,8 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
         return EngineRun(engine, float("nan"), 0, float("nan"), [], note=f"failed: {last}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     return EngineRun(engine, data["seconds"], data["tokens"], data["peak_rss_mb"], data["texts"],
-                     data.get("decode_seconds"), data.get("encode_seconds"), data.get("windows"), data.get("note", ""))
+                     data.get("decode_seconds"), data.get("encode_seconds"), data.get("windows"), data.get("note", ""),
+                     data.get("load_seconds"), data.get("audio_seconds"))
 
 
 
@@ -248,21 +300,23 @@ def render_table(runs: List[EngineRun], references: List[str], n_files: int, bas
     from .metrics import corpus_wer, word_errors
 
     base = next((r for r in runs if r.engine == baseline and r.texts), None)
-    lines = ["| engine | WER | wall s | ms/file | ms/token (e2e) | decoder ms/token | encoder ms/window | "
-             f"peak RSS MB | speed vs {baseline} | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | WER | wall s | RTF | ms/file | ms/token (e2e) | decoder ms/token | encoder ms/window | "
+             f"load s | peak RSS MB | speed vs {baseline} | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if not r.texts:
-            lines.append(f"| {r.engine} | - | - | - | - | - | - | - | - | {r.note} |")
+            lines.append(f"| {r.engine} | - | - | - | - | - | - | - | - | - | - | {r.note} |")
             continue
         counts = [word_errors(ref, hyp, language=language) for ref, hyp in zip(references, r.texts)]
         # a bare audio file has no reference: no WER, not an infinite one
         wer = f"{corpus_wer(counts):.2%}" if sum(c.ref_len for c in counts) else "-"
         dec = f"{1000 * r.decode_seconds / max(r.tokens, 1):.2f}" if r.decode_seconds is not None else "-"
         enc = f"{1000 * r.encode_seconds / max(r.windows, 1):.0f}" if r.encode_seconds is not None else "-"
+        rtf = f"{r.seconds / r.audio_seconds:.4f}" if r.audio_seconds else "-"
+        load = f"{r.load_seconds:.2f}" if r.load_seconds is not None else "-"
         ratio = f"{base.seconds / r.seconds:.2f}x" if base else "-"
-        lines.append(f"| {r.engine} | {wer} | {r.seconds:.2f} | {1000 * r.seconds / n_files:.0f} | "
-                     f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {enc} | {r.peak_rss_mb:.0f} | {ratio} | "
-                     f"{r.note} |")
+        lines.append(f"| {r.engine} | {wer} | {r.seconds:.2f} | {rtf} | {1000 * r.seconds / n_files:.0f} | "
+                     f"{1000 * r.seconds / max(r.tokens, 1):.2f} | {dec} | {enc} | {load} | {r.peak_rss_mb:.0f} | "
+                     f"{ratio} | {r.note} |")
     return "\n".join(lines)
 
 
