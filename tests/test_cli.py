@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,7 @@ BAD_FLAGS = [
     (["--eas", "1:1.5"], "sparsity"),
     (["--eas", "1:-0.1"], "sparsity"),
     (["--eas", "1:x"], "1:x"),
+    (["--eas", "-1:0.5"], "needs a block's attention"),  # the attention score before block 0
     (["--eas-score", "nosuch", "--eas", "1:0.5"], "nosuch"),
     (["--eas-score", "attention"], "--eas"),
     (["--eas", "1:0.5", "--profile", "p.json"], "either"),
@@ -145,6 +147,39 @@ def test_bad_flag_is_one_line_exit_2(cli, jfk, flags, needle):
     assert line.startswith("whisper-eas: error: ")
     assert needle in line
     assert out == ""
+
+
+# -- the EAS flags: combined first, validated once ---------------------------------------------
+
+def eas_setting(cli, jfk, *flags) -> str:
+    code, out, err = cli("transcribe", jfk, *flags, "-f", "json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)["settings"]["eas"]
+
+
+@pytest.mark.parametrize("flags, spec", [
+    (["--eas", "-1:0", "--eas-pad", "16"], "-1:0 pad=16"),  # the README's own example
+    (["--eas", "-1:0,2:0.5", "--eas-pad", "8"], "-1:0,2:0.5 pad=8"),
+    (["--eas", "-1:0 pad=32"], "-1:0 pad=32"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_an_eas_spec_that_starts_with_a_minus_is_the_value_of_eas(cli, jfk, flags, spec):
+    assert eas_setting(cli, jfk, *flags) == spec
+
+
+@pytest.mark.parametrize("flags", [["--eas=-1:0.5", "--eas-score", "stride"],
+                                   ["--eas", "-1:0.5", "--eas-score", "stride"],
+                                   ["--eas-score", "stride", "--eas", "-1:0.5"],
+                                   ["--eas", "-1:0.5 score=stride"]], ids=" ".join)
+def test_eas_score_is_applied_before_the_spec_is_validated(cli, jfk, flags):
+    """A score that needs no attention may prune before block 0; the separate flags mean what
+    the one-string form means."""
+    assert eas_setting(cli, jfk, *flags) == "-1:0.5 score=stride"
+
+
+def test_every_eas_flag_combines_with_the_spec(cli, jfk):
+    flags = ["--eas", "1:0", "--eas-score", "keynorm", "--eas-adaptive", "0.9", "--eas-reduce", "drop"]
+    assert eas_setting(cli, jfk, *flags) == "1:0 score=keynorm drop adaptive=0.9"
 
 
 def test_cuda_without_a_gpu(cli, jfk):
@@ -313,6 +348,62 @@ def test_batch_with_good_and_bad_files(cli, jfk, bad_files, tmp_path, batch_size
             assert (out_dir / f"{stem}.{ext}").is_file(), (stem, ext)
         assert norm((out_dir / f"{stem}.txt").read_text()) == norm(JFK_SENTENCE)
     assert not list(out_dir.glob("missing*")) and not list(out_dir.glob("junk*"))
+
+
+# -- the README's commands ------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands(after: str = "") -> list:
+    """The `whisper-eas ...` commands in the README's bash blocks (those after the heading
+    `after`, or all), each split as a shell would, comments dropped, without `whisper-eas`."""
+    text = README.read_text(encoding="utf-8")
+    if after:
+        text = text.split(after, 1)[1]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words[:1] == ["whisper-eas"]:
+                    commands.append(words[1:])
+        if after:
+            break  # the first block after the heading
+    return commands
+
+
+def test_every_whisper_eas_command_in_the_readme_parses():
+    from whisper_eas.apps.cli import build_parser, join_dash_values
+
+    commands = readme_commands()
+    assert len(commands) >= 20
+    for argv in commands:
+        args = build_parser().parse_args(join_dash_values(argv))  # a usage error exits
+        assert args.handler, argv
+
+
+@pytest.mark.slow
+def test_every_command_in_the_readme_usage_block_runs(cli, jfk, tmp_path, monkeypatch):
+    """The README's 'Using it' block, each command run as shown on stand-in files: JFK as
+    talk.mp3, a.wav, b.flac and the *.wav files, as 8-kHz stereo raw.pcm."""
+    from whisper_eas.io.audio import load_audio
+
+    monkeypatch.chdir(tmp_path)
+    audio = load_audio(jfk)
+    sf.write("talk.wav", audio, 16000, subtype="PCM_16")
+    sf.write("a.wav", audio, 16000, subtype="PCM_16")
+    shutil.copy(jfk, "b.flac")
+    _jfk_as_raw(jfk, tmp_path / "raw.pcm", 8000, 2)
+    stand_in = {"talk.mp3": ["talk.wav"], "*.wav": sorted(str(p) for p in Path().glob("*.wav"))}
+    commands = readme_commands("## Using it")
+    assert len(commands) >= 10
+    for argv in commands:
+        argv = [w for word in argv for w in stand_in.get(word, [word])]
+        code, out, err = cli(*argv)
+        assert code == 0 and "error" not in err, (argv, err)
+        assert out or Path("out").is_dir(), argv
+    assert sorted(p.name for p in Path("out").glob("*.json")) == ["a.json", "b.json", "talk.json"]
 
 
 # -- the real console script ----------------------------------------------------------------

@@ -170,13 +170,14 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EA
                      f"{whisper.compute_type}; running dense (see `whisper-eas profile --help`)")
             return None, None
         config = profile.eas
-    else:
-        config = parse_eas(args.eas)
-    if config is None:
-        if extras:
+    else:  # the EAS flags combined with the spec first, then validated once: `--eas=-1:0.5 --eas-score stride`
+        config = parse_eas(args.eas, **extras)
+        if config is None and extras:
             raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
+    if config is None:
         return None, profile
-    config = replace(config, **extras) if extras else config
+    if profile is not None and extras:  # on top of the profile's configuration, validated as a whole
+        config = replace(config, **extras)
     config.check_layers(whisper.model.dims.n_audio_layer)
     if profile is not None and tell:
         note(f"EAS profile {profile.path}: {config.describe()}")

@@ -115,9 +115,11 @@ class EASConfig:
         return EASReducer(self, audio_tokens)
 
 
-def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
+def parse_eas(text: Optional[str], **overrides) -> Optional[EASConfig]:
     """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16'.
-    'off' / 'none' / '' -> None (dense)."""
+    'off' / 'none' / '' -> None (dense). `overrides` (EASConfig fields, e.g. score="stride") go
+    on top of the text's options before the configuration is built, so it is validated once, as
+    a whole: '-1:0.5' with score="stride" is fine although '-1:0.5' alone is not."""
     if text is None or text.strip().lower() in ("", "off", "none", "dense"):
         return None
     fields = text.replace(";", " ").split()
@@ -147,7 +149,7 @@ def parse_eas(text: Optional[str]) -> Optional[EASConfig]:
             raise
         raise OptionsError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
                          f"[merge|drop] [adaptive=P] [pad=N], e.g. '1:0.5'") from None
-    return EASConfig(tuple(stages), **kwargs)
+    return EASConfig(tuple(stages), **{**kwargs, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------
