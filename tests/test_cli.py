@@ -350,6 +350,100 @@ def test_batch_with_good_and_bad_files(cli, jfk, bad_files, tmp_path, batch_size
     assert not list(out_dir.glob("missing*")) and not list(out_dir.glob("junk*"))
 
 
+# -- output files: distinct names, checked folder, atomic writes -----------------------------
+
+@pytest.fixture(scope="module")
+def jfk_start(jfk, tmp_path_factory) -> Path:
+    """The first 3 s of JFK ("... fellow Americans"): another transcript than the whole."""
+    from whisper_eas.io.audio import SAMPLE_RATE, load_audio
+
+    path = tmp_path_factory.mktemp("start") / "start.flac"
+    sf.write(path, load_audio(jfk)[: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    return path
+
+
+def test_the_same_file_name_in_two_folders_gets_two_sets_of_outputs(cli, jfk, jfk_start, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(jfk, tmp_path / "a" / "talk.flac")
+    shutil.copy(jfk_start, tmp_path / "b" / "talk.flac")
+    out_dir = tmp_path / "out"
+    code, out, err = cli("transcribe", tmp_path / "a" / "talk.flac", tmp_path / "b" / "talk.flac", "-o", out_dir,
+                         "-f", "txt")
+    assert code == 0 and err == "", err
+    assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.txt")) == ["a/talk.txt", "b/talk.txt"]
+    assert norm((out_dir / "a" / "talk.txt").read_text()) == norm(JFK_SENTENCE)
+    start = norm((out_dir / "b" / "talk.txt").read_text())
+    assert "fellow americans" in start and "country" not in start
+
+
+def test_one_file_given_twice_with_an_output_dir_is_refused_before_any_work(cli, jfk, tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny, "transcribe_batch", lambda *a, **k: pytest.fail("transcribed"))
+    code, out, err = cli("transcribe", jfk, Path(jfk).parent / ".." / Path(jfk).parent.name / "jfk.flac",
+                         "-o", tmp_path / "out")
+    assert "given twice" in assert_one_error_line(code, err, expect_code=2)
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").write_text("")
+    except OSError:
+        return folder
+    pytest.skip("permissions do not stop writes here (running as root)")
+
+
+@pytest.mark.parametrize("where", ["read-only", "under a file"])
+def test_an_output_dir_that_cannot_be_written_is_an_error_before_the_model_loads(cli, jfk, tmp_path, monkeypatch,
+                                                                                 where):
+    from whisper_eas.apps import flags
+
+    if where == "read-only":
+        out_dir = _read_only_dir(tmp_path)
+    else:
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        out_dir = tmp_path / "notes.txt" / "out"
+    monkeypatch.setattr(flags, "load_whisper", lambda args: pytest.fail("the model was loaded"))
+    code, out, err = cli("transcribe", jfk, jfk, "-o", out_dir)
+    line = assert_one_error_line(code, err, expect_code=2)
+    assert line.startswith(f"whisper-eas: error: --output-dir {out_dir}: cannot write there (")
+
+
+def test_a_full_disk_leaves_no_partial_file_and_the_rest_of_the_batch_is_written(cli, jfk, jfk_start, tmp_path,
+                                                                                monkeypatch):
+    """The first file's JSON hits ENOSPC half way: no empty or partial jfk.json (an older one
+    stays whole), no temporary file left, the failure listed, and the second file still written."""
+    import errno
+
+    from whisper_eas.io.outputs import WRITERS
+
+    real_json = WRITERS["json"]
+
+    def disk_full_for_jfk(segments, fh, **kwargs):
+        if "jfk" in Path(fh.name).name:
+            fh.write('{"text": "')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_json(segments, fh, **kwargs)
+
+    monkeypatch.setitem(WRITERS, "json", disk_full_for_jfk)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "jfk.json").write_text('{"text": "yesterday"}\n')
+    code, out, err = cli("transcribe", jfk, jfk_start, "-o", out_dir)
+    assert code == 1 and "Traceback" not in err
+    lines = err.splitlines()
+    assert lines == ["whisper-eas: 1 of 2 files failed (1 transcribed):",
+                     f"  {jfk}: transcribed, but {out_dir / 'jfk.json'} cannot be written (No space left on device)"]
+    assert (out_dir / "jfk.json").read_text() == '{"text": "yesterday"}\n'
+    assert sorted(p.name for p in out_dir.iterdir()) == ["jfk.json", "jfk.srt", "jfk.tsv", "jfk.txt", "jfk.vtt",
+                                                         "start.json", "start.srt", "start.tsv", "start.txt",
+                                                         "start.vtt"]
+    start = norm(json.loads((out_dir / "start.json").read_text())["text"])
+    assert "fellow americans" in start and "country" not in start
+
+
 # -- the README's commands ------------------------------------------------------------------
 
 README = Path(__file__).resolve().parents[1] / "README.md"
