@@ -149,6 +149,17 @@ def test_bad_flag_is_one_line_exit_2(cli, jfk, flags, needle):
     assert out == ""
 
 
+def test_seed_makes_sampling_repeatable_and_is_recorded(cli, jfk_start):
+    sampled = ["--temperature", "1", "--temperature-increment-on-fallback", "none", "--best-of", "1", "-f", "json"]
+    runs = []
+    for seed in (None, None, 7, 7):
+        code, out, err = cli("transcribe", jfk_start, *sampled, *(["--seed", seed] if seed is not None else []))
+        assert code == 0, err
+        runs.append(json.loads(out))
+    assert [r["settings"]["seed"] for r in runs] == [0, 0, 7, 7]
+    assert runs[0]["segments"] == runs[1]["segments"] and runs[2]["segments"] == runs[3]["segments"]
+
+
 # -- the EAS flags: combined first, validated once ---------------------------------------------
 
 def eas_setting(cli, jfk, *flags) -> str:

@@ -93,6 +93,8 @@ def add_decoding_flags(p, preset: TranscribeOptions, language: bool = True) -> N
     flag(g, "--temperature-increment-on-fallback", type=optional_float,
          default=round(temps[1] - temps[0], 4) if len(temps) > 1 else None,
          help="step up the temperature when decoding fails the thresholds ('none' disables)")
+    flag(g, "--seed", type=int, default=preset.seed,
+         help=f"of the draws when falling back to temperature > 0: the same seed, the same output (default: {preset.seed})")
     flag(g, "--compression-ratio-threshold", type=optional_float, default=preset.compression_ratio_threshold)
     flag(g, "--logprob-threshold", type=optional_float, default=preset.log_prob_threshold)
     flag(g, "--no-speech-threshold", type=optional_float, default=preset.no_speech_threshold)
@@ -211,7 +213,7 @@ def transcribe_options(args, preset: TranscribeOptions = TranscribeOptions(), **
         raise OptionsError("--beam-size and --best-of must be >= 1")
     values = dict(
         task=args.task, beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
-        length_penalty=args.length_penalty, temperature=temperatures(args),
+        length_penalty=args.length_penalty, temperature=temperatures(args), seed=args.seed,
         compression_ratio_threshold=args.compression_ratio_threshold, log_prob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, condition_on_previous_text=args.condition_on_previous_text,
         initial_prompt=args.initial_prompt, suppress_tokens=suppress_tokens(args.suppress_tokens),

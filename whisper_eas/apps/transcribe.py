@@ -117,7 +117,7 @@ def run(args) -> int:
 SETTINGS = ("language", "task", "beam_size", "best_of", "patience", "length_penalty", "temperature",
             "compression_ratio_threshold", "log_prob_threshold", "no_speech_threshold",
             "condition_on_previous_text", "initial_prompt", "suppress_tokens", "without_timestamps",
-            "word_timestamps")
+            "word_timestamps", "seed")
 
 
 def _settings(options: TranscribeOptions) -> dict:
