@@ -101,6 +101,49 @@ def test_cut_off_file_transcribes_what_is_there(cli, jfk, tmp_path):
     assert not norm(out).endswith("for your country")
 
 
+def test_a_cut_off_file_warns_on_stderr_and_in_the_json(cli, jfk, tmp_path):
+    data = Path(jfk).read_bytes()
+    path = tmp_path / "jfk_half.flac"
+    path.write_bytes(data[: len(data) // 2])
+    warning = f"{path}: the audio stream is truncated or corrupt after 5.3 s; transcribed what could be decoded"
+    code, out, err = cli("transcribe", path, "-f", "json", "--quiet")
+    assert code == 0 and err.splitlines() == [f"whisper-eas: warning: {warning}"]
+    assert json.loads(out)["warnings"] == [warning]
+    code, out, err = cli("transcribe", jfk, "-f", "json")  # a whole file: no warning
+    assert code == 0 and err == "" and json.loads(out)["warnings"] == []
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    import io
+
+    buffer = io.BytesIO(data)
+    buffer.name = "<stdin>"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(buffer))
+
+
+def test_dash_reads_the_audio_from_stdin(cli, jfk, tmp_path, monkeypatch):
+    _stdin(monkeypatch, Path(jfk).read_bytes())
+    code, out, err = cli("transcribe", "-")
+    assert code == 0 and err == "" and norm(out) == norm(JFK_SENTENCE)
+    _stdin(monkeypatch, Path(jfk).read_bytes())
+    code, out, err = cli("transcribe", "-", "-o", tmp_path / "out", "-f", "txt")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["stdin.txt"]
+    assert norm((tmp_path / "out" / "stdin.txt").read_text()) == norm(JFK_SENTENCE)
+
+
+def test_stdin_that_is_not_audio_is_one_line_naming_stdin(cli, monkeypatch):
+    _stdin(monkeypatch, b"minutes of the meeting, not audio\n" * 30)
+    code, out, err = cli("transcribe", "-")
+    line = assert_one_error_line(code, err)
+    assert line.startswith("whisper-eas: error: <stdin>: not a readable audio file")
+
+
+def test_stdin_can_be_read_only_once(cli, jfk):
+    code, out, err = cli("transcribe", "-", jfk, "-")
+    assert "stdin" in assert_one_error_line(code, err, expect_code=2)
+
+
 def test_silence_succeeds_with_no_text(cli, tmp_path):
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(2 * 16000, np.float32), 16000, subtype="PCM_16")
@@ -536,6 +579,19 @@ def test_console_batch_stdout_no_progress_bar_and_failures_listed(jfk, bad_files
     got = dict(zip(chunks[1::2], chunks[2::2]))
     assert set(got) == {str(jfk), str(copy)}
     assert all(norm(text) == norm(JFK_SENTENCE) for text in got.values())
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["flac", "raw"])
+def test_console_reads_audio_piped_to_stdin(jfk, tmp_path, raw):
+    """A real pipe (not seekable): `cat talk.flac | whisper-eas transcribe -`, and raw PCM."""
+    data = _jfk_as_raw(jfk, tmp_path / "jfk.raw", 8000, 2).read_bytes() if raw else Path(jfk).read_bytes()
+    exe = shutil.which("whisper-eas")
+    cmd = ([exe] if exe else [sys.executable, "-m", "whisper_eas"]) + ["transcribe", "-"]
+    cmd += ["--raw", "--sample-rate", "8000", "--channels", "2"] if raw else []
+    p = subprocess.run(cmd, input=data, capture_output=True, timeout=300)
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    words = set(norm(p.stdout.decode()).split())
+    assert len(words & set(norm(JFK_SENTENCE).split())) >= len(set(norm(JFK_SENTENCE).split())) - 1
 
 
 def test_console_missing_file(tmp_path):

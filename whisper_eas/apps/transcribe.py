@@ -3,7 +3,8 @@
 Errors are one line on stderr and a non-zero exit; with several inputs the good ones are
 transcribed and the bad ones listed at the end, those whose transcripts could not be written
 (a full disk) among them. The output folder is checked for writing before any work, each file is
-written atomically, and two inputs never share output names (`io/outputs.output_names`)."""
+written atomically, and two inputs never share output names (`io/outputs.output_names`). The
+input `-` is stdin."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def add_parser(sub) -> None:
     t = sub.add_parser("transcribe", help="transcribe audio files",
                        description="Transcribe audio files (any format ffmpeg reads).")
-    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads stdin")
     flags.add_model_flags(t)
     flags.add_decoding_flags(t, TranscribeOptions())
     flags.add_eas_flags(t)
@@ -50,6 +51,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise OptionsError("--batch-size must be >= 1")
     raw = RawFormat(args.sample_rate, args.channels) if args.raw else None
+    if args.files.count("-") > 1:
+        raise OptionsError("- (stdin) can be read only once")
     if args.output_dir:  # before any work: a folder we can write to, and a distinct name per input
         out_dir = _writable_dir(Path(args.output_dir))
         names = output_names(args.files)
@@ -76,7 +79,8 @@ def run(args) -> int:
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
     failures = []
     stdout_many = len(args.files) > 1 and not args.output_dir
-    results = whisper.transcribe_batch(args.files, options, batch_size=args.batch_size, raw=raw,
+    inputs = [sys.stdin.buffer if f == "-" else f for f in args.files]
+    results = whisper.transcribe_batch(inputs, options, batch_size=args.batch_size, raw=raw,
                                        progress=lambda seconds: bar.update(seconds))
     if not args.output_dir:  # batches finish out of order; stdout keeps the order of the inputs
         results = _in_input_order(results)
@@ -85,6 +89,9 @@ def run(args) -> int:
         if result.error:
             failures.append(result.error)
             continue
+        for warning in result.info.warnings:  # e.g. a truncated file: transcribed up to the damage
+            bar.clear()
+            print(f"whisper-eas: warning: {_one_line(warning)}", file=sys.stderr)
         formats = FORMATS if fmt == "all" else (fmt,)
         if args.output_dir:
             try:

@@ -71,6 +71,7 @@ def result_dict(segments, info=None, settings: Optional[dict] = None) -> dict:
         eas = info.options.eas
         out["eas"] = None if eas is None else {"config": eas.describe(), "tokens_kept": info.tokens_kept}
         out["timings"] = {k: round(v, 4) for k, v in info.timings.items()}
+        out["warnings"] = list(info.warnings)
     if settings is not None:
         out["settings"] = settings
     return out

@@ -384,6 +384,7 @@ class Runner:
         job.done = True
         if job.source.duration is not None:
             job.info.duration = job.source.duration
+        job.info.warnings = job.source.warnings()
         job.source.close()
 
     def _fail(self, job: Job, error: AudioError) -> None:

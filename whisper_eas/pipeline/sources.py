@@ -81,6 +81,11 @@ class WindowSource(ABC):
     def close(self) -> None:
         """Release buffers (the runner calls it when the job ends, also on an error)."""
 
+    def warnings(self) -> List[str]:
+        """What went wrong reading the input without stopping it (e.g. a stream truncated
+        part-way), one line each; the runner puts them in the job's TranscriptionInfo."""
+        return []
+
 
 class FileWindows(WindowSource):
     """One stream over a file or an array, read as a stream with bounded memory: each window
@@ -94,6 +99,7 @@ class FileWindows(WindowSource):
         self._waiting = False
         self._done = False
         self.duration: Optional[float] = None
+        self._warnings: List[str] = []  # filled by the audio reader
 
     def length_hint(self) -> Optional[float]:
         return self.header_duration
@@ -105,7 +111,7 @@ class FileWindows(WindowSource):
         return probe_duration(self.audio, self.raw)
 
     def open(self) -> Optional[float]:
-        self._windows = AudioWindows(self.audio, self.raw, self.n_mels, self.padding)
+        self._windows = AudioWindows(self.audio, self.raw, self.n_mels, self.padding, warnings=self._warnings)
         duration = self.header_duration
         first = self._windows.available_frames(0)  # decodes the first window's samples
         self._read_duration()
@@ -141,6 +147,9 @@ class FileWindows(WindowSource):
 
     def close(self) -> None:
         self._windows = None
+
+    def warnings(self) -> List[str]:
+        return list(self._warnings)
 
     def _finish(self) -> None:
         self._done = True
