@@ -512,7 +512,7 @@ def readme_commands(after: str = "") -> list:
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
-            for part in line.split("&&"):
+            for part in re.split(r"&&|\|", line):
                 words = shlex.split(part, comments=True)
                 if words[:1] == ["whisper-eas"]:
                     commands.append(words[1:])
@@ -534,24 +534,28 @@ def test_every_whisper_eas_command_in_the_readme_parses():
 @pytest.mark.slow
 def test_every_command_in_the_readme_usage_block_runs(cli, jfk, tmp_path, monkeypatch):
     """The README's 'Using it' block, each command run as shown on stand-in files: JFK as
-    talk.mp3, a.wav, b.flac and the *.wav files, as 8-kHz stereo raw.pcm."""
+    talk.mp3, a.wav, b.flac, a/talk.wav, b/talk.wav, stdin and the *.wav files, as 8-kHz
+    stereo raw.pcm."""
     from whisper_eas.io.audio import load_audio
 
     monkeypatch.chdir(tmp_path)
     audio = load_audio(jfk)
-    sf.write("talk.wav", audio, 16000, subtype="PCM_16")
-    sf.write("a.wav", audio, 16000, subtype="PCM_16")
+    for name in ("talk.wav", "a.wav", "a/talk.wav", "b/talk.wav"):
+        Path(name).parent.mkdir(exist_ok=True)
+        sf.write(name, audio, 16000, subtype="PCM_16")
     shutil.copy(jfk, "b.flac")
     _jfk_as_raw(jfk, tmp_path / "raw.pcm", 8000, 2)
     stand_in = {"talk.mp3": ["talk.wav"], "*.wav": sorted(str(p) for p in Path().glob("*.wav"))}
     commands = readme_commands("## Using it")
-    assert len(commands) >= 10
+    assert len(commands) >= 10 and ["transcribe", "-"] in commands
     for argv in commands:
         argv = [w for word in argv for w in stand_in.get(word, [word])]
+        _stdin(monkeypatch, Path("talk.wav").read_bytes())
         code, out, err = cli(*argv)
         assert code == 0 and "error" not in err, (argv, err)
         assert out or Path("out").is_dir(), argv
     assert sorted(p.name for p in Path("out").glob("*.json")) == ["a.json", "b.json", "talk.json"]
+    assert sorted(str(p) for p in Path("out").glob("*/*.json")) == ["out/a/talk.json", "out/b/talk.json"]
 
 
 # -- the real console script ----------------------------------------------------------------
