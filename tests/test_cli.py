@@ -221,6 +221,14 @@ def test_an_eas_spec_that_starts_with_a_minus_is_the_value_of_eas(cli, jfk, flag
     assert eas_setting(cli, jfk, *flags) == spec
 
 
+def test_a_value_that_starts_with_a_minus_is_joined_to_its_flag():
+    from whisper_eas.apps.cli import join_dash_values
+
+    argv = ["transcribe", "-", "--eas", "-1:0", "--suppress-tokens", "-1,50362", "--eas", "-q", "--temperature", "-1"]
+    assert join_dash_values(argv) == ["transcribe", "-", "--eas=-1:0", "--suppress-tokens=-1,50362", "--eas", "-q",
+                                      "--temperature", "-1"]
+
+
 @pytest.mark.parametrize("flags", [["--eas=-1:0.5", "--eas-score", "stride"],
                                    ["--eas", "-1:0.5", "--eas-score", "stride"],
                                    ["--eas-score", "stride", "--eas", "-1:0.5"],
