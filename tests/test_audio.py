@@ -5,6 +5,7 @@ bounded memory, and unreadable inputs raise a one-line AudioError naming the fil
 from __future__ import annotations
 
 import fractions
+import re
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ av = pytest.importorskip("av")
 
 from whisper_eas.errors import AudioError
 from whisper_eas.io.audio import (HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioWindows,
-                               RawFormat, load_audio, log_mel_spectrogram, mel_filters, probe_duration,
-                               stream_audio)
+                               RawFormat, as_samples, load_audio, log_mel_spectrogram, mel_filters,
+                               probe_duration, stream_audio)
 
 FeatureExtractor = pytest.importorskip("faster_whisper.feature_extractor").FeatureExtractor
 
@@ -469,3 +470,69 @@ def test_silence_loads_fine(tmp_path):
 def test_empty_array_is_an_error():
     with pytest.raises(AudioError, match="no audio samples"):
         load_audio(np.zeros(0, np.float32))
+
+
+# -- samples given directly (the Python API) ------------------------------------------------
+
+def _norm(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def _text(tiny, audio) -> str:
+    segments, _ = tiny.transcribe(audio, temperature=0.0)
+    return _norm("".join(s.text for s in segments))
+
+
+@pytest.mark.parametrize("dtype, scale, offset", [(np.int16, 32768, 0), (np.int32, 2 ** 31, 0), (np.int8, 128, 0),
+                                                  (np.uint8, 128, 128)])
+def test_integer_pcm_is_scaled_to_float(dtype, scale, offset):
+    x = np.array([-1.0, -0.5, 0.0, 0.25, 0.5], np.float32)
+    pcm = (x * scale + offset).astype(dtype)
+    np.testing.assert_allclose(as_samples(pcm), x, atol=1 / scale)
+
+
+def test_int16_samples_transcribe_like_the_file(tiny, jfk_audio):
+    pcm = np.round(jfk_audio * 32767).astype(np.int16)
+    assert "ask not what your country can do for you" in _text(tiny, pcm)  # it used to be '' silently
+
+
+@pytest.mark.parametrize("layout", ["channels, samples", "samples, channels"])
+def test_a_stereo_array_is_mixed_down_either_way_round(tiny, jfk_audio, layout):
+    quiet = np.zeros_like(jfk_audio)
+    stereo = np.stack([jfk_audio, quiet]) if layout == "channels, samples" else np.stack([jfk_audio, quiet], axis=1)
+    np.testing.assert_allclose(as_samples(stereo), jfk_audio / 2)
+    text = _text(tiny, stereo)
+    assert text.count("country") == 2  # once through, not twice (it was flattened)
+
+
+def test_a_list_or_a_tensor_of_samples_is_an_array(tiny, jfk_audio):
+    import torch
+
+    np.testing.assert_array_equal(as_samples(jfk_audio.tolist()), jfk_audio)
+    np.testing.assert_array_equal(as_samples(torch.from_numpy(jfk_audio)), jfk_audio)
+    assert "ask not what your country" in _text(tiny, jfk_audio[: 8 * SAMPLE_RATE].tolist())
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_one_audio_error(tiny, jfk_audio, bad):
+    audio = jfk_audio.copy()
+    audio[SAMPLE_RATE : SAMPLE_RATE + 3] = bad
+    with pytest.raises(AudioError) as e:
+        tiny.transcribe(audio)
+    assert str(e.value) == "<array>: 3 samples are NaN or infinite"
+
+
+@pytest.mark.parametrize("samples, message", [
+    (np.ones((3, 3), np.float32), "a 3 x 3 array is not (channels, samples)"),
+    (np.ones((9, 16000), np.float32), "with 1 to 8 channels"),
+    (np.ones((2, 2, 16000), np.float32), "3-dimensional"),
+    (np.ones(16000, np.int64), "int64"),
+    (np.ones(16000, np.complex64), "complex64"),
+    (np.ones(16000, bool), "bool"),
+    (["a", "b"], "<U1"),
+    ([[0.1], [0.1, 0.2]], "not an array of samples"),
+], ids=["3x3", "9 channels", "3-D", "int64", "complex", "bool", "strings", "ragged"])
+def test_samples_that_cannot_be_read_unambiguously_are_refused(samples, message):
+    with pytest.raises(AudioError, match=re.escape(message)) as e:
+        load_audio(samples)
+    assert str(e.value).startswith("<array>: ") and "\n" not in str(e.value)

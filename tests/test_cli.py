@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,49 @@ def test_cut_off_file_transcribes_what_is_there(cli, jfk, tmp_path):
     assert not norm(out).endswith("for your country")
 
 
+def test_a_cut_off_file_warns_on_stderr_and_in_the_json(cli, jfk, tmp_path):
+    data = Path(jfk).read_bytes()
+    path = tmp_path / "jfk_half.flac"
+    path.write_bytes(data[: len(data) // 2])
+    warning = f"{path}: the audio stream is truncated or corrupt after 5.3 s; transcribed what could be decoded"
+    code, out, err = cli("transcribe", path, "-f", "json", "--quiet")
+    assert code == 0 and err.splitlines() == [f"whisper-eas: warning: {warning}"]
+    assert json.loads(out)["warnings"] == [warning]
+    code, out, err = cli("transcribe", jfk, "-f", "json")  # a whole file: no warning
+    assert code == 0 and err == "" and json.loads(out)["warnings"] == []
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    import io
+
+    buffer = io.BytesIO(data)
+    buffer.name = "<stdin>"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(buffer))
+
+
+def test_dash_reads_the_audio_from_stdin(cli, jfk, tmp_path, monkeypatch):
+    _stdin(monkeypatch, Path(jfk).read_bytes())
+    code, out, err = cli("transcribe", "-")
+    assert code == 0 and err == "" and norm(out) == norm(JFK_SENTENCE)
+    _stdin(monkeypatch, Path(jfk).read_bytes())
+    code, out, err = cli("transcribe", "-", "-o", tmp_path / "out", "-f", "txt")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["stdin.txt"]
+    assert norm((tmp_path / "out" / "stdin.txt").read_text()) == norm(JFK_SENTENCE)
+
+
+def test_stdin_that_is_not_audio_is_one_line_naming_stdin(cli, monkeypatch):
+    _stdin(monkeypatch, b"minutes of the meeting, not audio\n" * 30)
+    code, out, err = cli("transcribe", "-")
+    line = assert_one_error_line(code, err)
+    assert line.startswith("whisper-eas: error: <stdin>: not a readable audio file")
+
+
+def test_stdin_can_be_read_only_once(cli, jfk):
+    code, out, err = cli("transcribe", "-", jfk, "-")
+    assert "stdin" in assert_one_error_line(code, err, expect_code=2)
+
+
 def test_silence_succeeds_with_no_text(cli, tmp_path):
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(2 * 16000, np.float32), 16000, subtype="PCM_16")
@@ -120,6 +164,7 @@ BAD_FLAGS = [
     (["--eas", "1:1.5"], "sparsity"),
     (["--eas", "1:-0.1"], "sparsity"),
     (["--eas", "1:x"], "1:x"),
+    (["--eas", "-1:0.5"], "needs a block's attention"),  # the attention score before block 0
     (["--eas-score", "nosuch", "--eas", "1:0.5"], "nosuch"),
     (["--eas-score", "attention"], "--eas"),
     (["--eas", "1:0.5", "--profile", "p.json"], "either"),
@@ -145,6 +190,58 @@ def test_bad_flag_is_one_line_exit_2(cli, jfk, flags, needle):
     assert line.startswith("whisper-eas: error: ")
     assert needle in line
     assert out == ""
+
+
+def test_seed_makes_sampling_repeatable_and_is_recorded(cli, jfk_start):
+    sampled = ["--temperature", "1", "--temperature-increment-on-fallback", "none", "--best-of", "1", "-f", "json"]
+    runs = []
+    for seed in (None, None, 7, 7):
+        code, out, err = cli("transcribe", jfk_start, *sampled, *(["--seed", seed] if seed is not None else []))
+        assert code == 0, err
+        runs.append(json.loads(out))
+    assert [r["settings"]["seed"] for r in runs] == [0, 0, 7, 7]
+    assert runs[0]["segments"] == runs[1]["segments"] and runs[2]["segments"] == runs[3]["segments"]
+
+
+# -- the EAS flags: combined first, validated once ---------------------------------------------
+
+def eas_setting(cli, jfk, *flags) -> str:
+    code, out, err = cli("transcribe", jfk, *flags, "-f", "json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)["settings"]["eas"]
+
+
+@pytest.mark.parametrize("flags, spec", [
+    (["--eas", "-1:0", "--eas-pad", "16"], "-1:0 pad=16"),  # the README's own example
+    (["--eas", "-1:0,2:0.5", "--eas-pad", "8"], "-1:0,2:0.5 pad=8"),
+    (["--eas", "-1:0 pad=32"], "-1:0 pad=32"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_an_eas_spec_that_starts_with_a_minus_is_the_value_of_eas(cli, jfk, flags, spec):
+    assert eas_setting(cli, jfk, *flags) == spec
+
+
+def test_a_value_that_starts_with_a_minus_is_joined_to_its_flag():
+    from whisper_eas.apps.cli import join_dash_values
+
+    argv = ["transcribe", "-", "--eas", "-1:0", "--suppress-tokens", "-1,50362", "--eas", "-q", "--temperature", "-1"]
+    assert join_dash_values(argv) == ["transcribe", "-", "--eas=-1:0", "--suppress-tokens=-1,50362", "--eas", "-q",
+                                      "--temperature", "-1"]
+
+
+@pytest.mark.parametrize("flags", [["--eas=-1:0.5", "--eas-score", "stride"],
+                                   ["--eas", "-1:0.5", "--eas-score", "stride"],
+                                   ["--eas-score", "stride", "--eas", "-1:0.5"],
+                                   ["--eas", "-1:0.5 score=stride"]], ids=" ".join)
+def test_eas_score_is_applied_before_the_spec_is_validated(cli, jfk, flags):
+    """A score that needs no attention may prune before block 0; the separate flags mean what
+    the one-string form means."""
+    assert eas_setting(cli, jfk, *flags) == "-1:0.5 score=stride"
+
+
+def test_every_eas_flag_combines_with_the_spec(cli, jfk):
+    flags = ["--eas", "1:0", "--eas-score", "keynorm", "--eas-adaptive", "0.9", "--eas-reduce", "drop"]
+    assert eas_setting(cli, jfk, *flags) == "1:0 score=keynorm drop adaptive=0.9"
 
 
 def test_cuda_without_a_gpu(cli, jfk):
@@ -315,6 +412,160 @@ def test_batch_with_good_and_bad_files(cli, jfk, bad_files, tmp_path, batch_size
     assert not list(out_dir.glob("missing*")) and not list(out_dir.glob("junk*"))
 
 
+# -- output files: distinct names, checked folder, atomic writes -----------------------------
+
+@pytest.fixture(scope="module")
+def jfk_start(jfk, tmp_path_factory) -> Path:
+    """The first 3 s of JFK ("... fellow Americans"): another transcript than the whole."""
+    from whisper_eas.io.audio import SAMPLE_RATE, load_audio
+
+    path = tmp_path_factory.mktemp("start") / "start.flac"
+    sf.write(path, load_audio(jfk)[: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    return path
+
+
+def test_the_same_file_name_in_two_folders_gets_two_sets_of_outputs(cli, jfk, jfk_start, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(jfk, tmp_path / "a" / "talk.flac")
+    shutil.copy(jfk_start, tmp_path / "b" / "talk.flac")
+    out_dir = tmp_path / "out"
+    code, out, err = cli("transcribe", tmp_path / "a" / "talk.flac", tmp_path / "b" / "talk.flac", "-o", out_dir,
+                         "-f", "txt")
+    assert code == 0 and err == "", err
+    assert sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.txt")) == ["a/talk.txt", "b/talk.txt"]
+    assert norm((out_dir / "a" / "talk.txt").read_text()) == norm(JFK_SENTENCE)
+    start = norm((out_dir / "b" / "talk.txt").read_text())
+    assert "fellow americans" in start and "country" not in start
+
+
+def test_one_file_given_twice_with_an_output_dir_is_refused_before_any_work(cli, jfk, tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny, "transcribe_batch", lambda *a, **k: pytest.fail("transcribed"))
+    code, out, err = cli("transcribe", jfk, Path(jfk).parent / ".." / Path(jfk).parent.name / "jfk.flac",
+                         "-o", tmp_path / "out")
+    assert "given twice" in assert_one_error_line(code, err, expect_code=2)
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").write_text("")
+    except OSError:
+        return folder
+    pytest.skip("permissions do not stop writes here (running as root)")
+
+
+@pytest.mark.parametrize("where", ["read-only", "under a file"])
+def test_an_output_dir_that_cannot_be_written_is_an_error_before_the_model_loads(cli, jfk, tmp_path, monkeypatch,
+                                                                                 where):
+    from whisper_eas.apps import flags
+
+    if where == "read-only":
+        out_dir = _read_only_dir(tmp_path)
+    else:
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        out_dir = tmp_path / "notes.txt" / "out"
+    monkeypatch.setattr(flags, "load_whisper", lambda args: pytest.fail("the model was loaded"))
+    code, out, err = cli("transcribe", jfk, jfk, "-o", out_dir)
+    line = assert_one_error_line(code, err, expect_code=2)
+    assert line.startswith(f"whisper-eas: error: --output-dir {out_dir}: cannot write there (")
+
+
+def test_a_full_disk_leaves_no_partial_file_and_the_rest_of_the_batch_is_written(cli, jfk, jfk_start, tmp_path,
+                                                                                monkeypatch):
+    """The first file's JSON hits ENOSPC half way: no empty or partial jfk.json (an older one
+    stays whole), no temporary file left, the failure listed, and the second file still written."""
+    import errno
+
+    from whisper_eas.io.outputs import WRITERS
+
+    real_json = WRITERS["json"]
+
+    def disk_full_for_jfk(segments, fh, **kwargs):
+        if "jfk" in Path(fh.name).name:
+            fh.write('{"text": "')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_json(segments, fh, **kwargs)
+
+    monkeypatch.setitem(WRITERS, "json", disk_full_for_jfk)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "jfk.json").write_text('{"text": "yesterday"}\n')
+    code, out, err = cli("transcribe", jfk, jfk_start, "-o", out_dir)
+    assert code == 1 and "Traceback" not in err
+    lines = err.splitlines()
+    assert lines == ["whisper-eas: 1 of 2 files failed (1 transcribed):",
+                     f"  {jfk}: transcribed, but {out_dir / 'jfk.json'} cannot be written (No space left on device)"]
+    assert (out_dir / "jfk.json").read_text() == '{"text": "yesterday"}\n'
+    assert sorted(p.name for p in out_dir.iterdir()) == ["jfk.json", "jfk.srt", "jfk.tsv", "jfk.txt", "jfk.vtt",
+                                                         "start.json", "start.srt", "start.tsv", "start.txt",
+                                                         "start.vtt"]
+    start = norm(json.loads((out_dir / "start.json").read_text())["text"])
+    assert "fellow americans" in start and "country" not in start
+
+
+# -- the README's commands ------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands(after: str = "") -> list:
+    """The `whisper-eas ...` commands in the README's bash blocks (those after the heading
+    `after`, or all), each split as a shell would, comments dropped, without `whisper-eas`."""
+    text = README.read_text(encoding="utf-8")
+    if after:
+        text = text.split(after, 1)[1]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            for part in re.split(r"&&|\|", line):
+                words = shlex.split(part, comments=True)
+                if words[:1] == ["whisper-eas"]:
+                    commands.append(words[1:])
+        if after:
+            break  # the first block after the heading
+    return commands
+
+
+def test_every_whisper_eas_command_in_the_readme_parses():
+    from whisper_eas.apps.cli import build_parser, join_dash_values
+
+    commands = readme_commands()
+    assert len(commands) >= 20
+    for argv in commands:
+        args = build_parser().parse_args(join_dash_values(argv))  # a usage error exits
+        assert args.handler, argv
+
+
+@pytest.mark.slow
+def test_every_command_in_the_readme_usage_block_runs(cli, jfk, tmp_path, monkeypatch):
+    """The README's 'Using it' block, each command run as shown on stand-in files: JFK as
+    talk.mp3, a.wav, b.flac, a/talk.wav, b/talk.wav, stdin and the *.wav files, as 8-kHz
+    stereo raw.pcm."""
+    from whisper_eas.io.audio import load_audio
+
+    monkeypatch.chdir(tmp_path)
+    audio = load_audio(jfk)
+    for name in ("talk.wav", "a.wav", "a/talk.wav", "b/talk.wav"):
+        Path(name).parent.mkdir(exist_ok=True)
+        sf.write(name, audio, 16000, subtype="PCM_16")
+    shutil.copy(jfk, "b.flac")
+    _jfk_as_raw(jfk, tmp_path / "raw.pcm", 8000, 2)
+    stand_in = {"talk.mp3": ["talk.wav"], "*.wav": sorted(str(p) for p in Path().glob("*.wav"))}
+    commands = readme_commands("## Using it")
+    assert len(commands) >= 10 and ["transcribe", "-"] in commands
+    for argv in commands:
+        argv = [w for word in argv for w in stand_in.get(word, [word])]
+        _stdin(monkeypatch, Path("talk.wav").read_bytes())
+        code, out, err = cli(*argv)
+        assert code == 0 and "error" not in err, (argv, err)
+        assert out or Path("out").is_dir(), argv
+    assert sorted(p.name for p in Path("out").glob("*.json")) == ["a.json", "b.json", "talk.json"]
+    assert sorted(str(p) for p in Path("out").glob("*/*.json")) == ["out/a/talk.json", "out/b/talk.json"]
+
+
 # -- the real console script ----------------------------------------------------------------
 
 def _console(*args, timeout=180):
@@ -340,6 +591,19 @@ def test_console_batch_stdout_no_progress_bar_and_failures_listed(jfk, bad_files
     got = dict(zip(chunks[1::2], chunks[2::2]))
     assert set(got) == {str(jfk), str(copy)}
     assert all(norm(text) == norm(JFK_SENTENCE) for text in got.values())
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["flac", "raw"])
+def test_console_reads_audio_piped_to_stdin(jfk, tmp_path, raw):
+    """A real pipe (not seekable): `cat talk.flac | whisper-eas transcribe -`, and raw PCM."""
+    data = _jfk_as_raw(jfk, tmp_path / "jfk.raw", 8000, 2).read_bytes() if raw else Path(jfk).read_bytes()
+    exe = shutil.which("whisper-eas")
+    cmd = ([exe] if exe else [sys.executable, "-m", "whisper_eas"]) + ["transcribe", "-"]
+    cmd += ["--raw", "--sample-rate", "8000", "--channels", "2"] if raw else []
+    p = subprocess.run(cmd, input=data, capture_output=True, timeout=300)
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    words = set(norm(p.stdout.decode()).split())
+    assert len(words & set(norm(JFK_SENTENCE).split())) >= len(set(norm(JFK_SENTENCE).split())) - 1
 
 
 def test_console_missing_file(tmp_path):

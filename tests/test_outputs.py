@@ -159,3 +159,50 @@ def test_result_dict_accepts_a_generator():
 def test_writers_ignore_extra_arguments():
     for fmt in ("txt", "srt", "vtt", "tsv"):
         assert _write(fmt, info=_info(), settings={"x": 1}) == _write(fmt)
+
+
+# -- names in an output folder ----------------------------------------------------------------
+
+@pytest.mark.parametrize("inputs, names", [
+    (["talk.wav", "other/notes.mp3"], ["talk", "notes"]),
+    (["a/talk.wav", "b/talk.wav", "c.wav"], ["a/talk", "b/talk", "c"]),
+    (["x/a/talk.wav", "y/a/talk.flac"], ["x/a/talk", "y/a/talk"]),
+    (["a/Talk.wav", "b/talk.wav"], ["a/Talk", "b/talk"]),  # one on a case-insensitive file system
+    (["d/talk.wav", "d/talk.mp3"], ["talk.wav", "talk.mp3"]),  # talk.wav.txt, talk.mp3.txt
+    (["-", "in/x.wav"], ["stdin", "x"]),
+])
+def test_output_names_keep_what_tells_inputs_apart(tmp_path, monkeypatch, inputs, names):
+    from whisper_eas.io.outputs import output_names
+
+    monkeypatch.chdir(tmp_path)
+    assert output_names(inputs) == names
+
+
+@pytest.mark.parametrize("inputs, message", [(["a.wav", "./a.wav"], "given twice"), (["-", "-"], "given twice"),
+                                             (["Talk.wav", "talk.wav"], "differ only in case")])
+def test_output_names_refuse_what_cannot_be_told_apart(tmp_path, monkeypatch, inputs, message):
+    from whisper_eas.errors import OptionsError
+    from whisper_eas.io.outputs import output_names
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionsError, match=message):
+        output_names(inputs)
+
+
+def test_write_file_replaces_the_file_only_once_it_is_complete(tmp_path, monkeypatch):
+    from whisper_eas.io import outputs
+
+    target = tmp_path / "talk.txt"
+    target.write_text("yesterday\n")
+
+    def failing(segments, fh, **kwargs):
+        fh.write("half a")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(outputs.WRITERS, "txt", failing)
+    with pytest.raises(OSError):
+        outputs.write_file(target, "txt", SEGMENTS)
+    assert target.read_text() == "yesterday\n" and [p.name for p in tmp_path.iterdir()] == ["talk.txt"]
+    monkeypatch.setitem(outputs.WRITERS, "txt", outputs.write_txt)
+    outputs.write_file(target, "txt", SEGMENTS)
+    assert target.read_text() == _write("txt")

@@ -58,7 +58,7 @@ def scripted_decoder(monkeypatch, script):
     calls: List[float] = []
 
     class Scripted(Decoder):
-        def run(self, audio, initial):
+        def run(self, audio, initial, seeds=None):
             out = []
             for _ in initial:
                 out.append(script(self.options.temperature, len(calls)))
@@ -168,7 +168,7 @@ def test_without_previous_text_every_window_starts_without_a_prompt(tiny, long_a
     prompts = []
 
     class Watching(Decoder):
-        def run(self, audio, initial):
+        def run(self, audio, initial, seeds=None):
             prompts.extend(initial)
             return [result(tiny, self.options.temperature, stamps=(0.0, 8.0)) for _ in initial]
 
@@ -204,6 +204,43 @@ def test_an_unreadable_file_in_a_batch_is_its_own_error(tiny, jfk, tmp_path):
     results = {r.index: r for r in tiny.transcribe_batch([jfk, tmp_path / "missing.wav"], batch_size=2)}
     assert results[0].error is None and results[0].segments
     assert results[1].segments == [] and "missing.wav: no such file" in results[1].error
+
+
+# -- reproducible sampling ------------------------------------------------------------------
+
+# every window decoded by sampling at temperature 1 (the fallback's last resort), one sample each
+SAMPLED = EVAL_OPTIONS.replace(temperature=(1.0,), best_of=1, without_timestamps=False)
+
+
+def _drawn(segments) -> list:
+    return [(s.start, s.end, s.text) for s in segments]
+
+
+def test_sampling_gives_the_same_output_on_every_call(tiny, jfk_audio):
+    start = jfk_audio[: 4 * SAMPLE_RATE]
+    runs = [_drawn(tiny.transcribe(start, SAMPLED)[0]) for _ in range(3)]
+    assert runs[0] and runs[0] == runs[1] == runs[2]
+
+
+def test_another_seed_draws_otherwise(tiny, jfk_audio):
+    start = jfk_audio[: 4 * SAMPLE_RATE]
+    runs = {tuple(_drawn(tiny.transcribe(start, SAMPLED, seed=seed)[0])) for seed in (0, 1, 2)}
+    assert len(runs) > 1
+
+
+def test_a_window_draws_the_same_in_a_batch_as_alone(tiny, jfk, jfk_audio, tmp_path):
+    import soundfile as sf
+
+    short = tmp_path / "short.flac"
+    sf.write(short, jfk_audio[: 4 * SAMPLE_RATE], SAMPLE_RATE)
+    alone = {str(f): _drawn(tiny.transcribe(f, SAMPLED)[0]) for f in (jfk, short)}
+    for r in tiny.transcribe_batch([jfk, short], SAMPLED, batch_size=2):
+        assert _drawn(r.segments) == alone[str(r.source)], r.source
+
+
+def test_the_seed_is_an_integer():
+    with pytest.raises(OptionsError, match="seed"):
+        TranscribeOptions(seed="fixed")
 
 
 # -- the seam -------------------------------------------------------------------------------

@@ -22,10 +22,14 @@ def fresh_warnings():
     profiles._warned.clear()
 
 
-def write_profile(path: Path, tiny, eas="1:0.5", utterances=80, significant=True, fingerprint=None, **extra) -> Path:
+def write_profile(path: Path, tiny, eas="1:0.5", utterances=80, significant=True, fingerprint=None, metrics=None,
+                  **extra) -> Path:
+    """A profile as a search writes it (its metrics record the search), unless `metrics` says otherwise."""
+    if metrics is None:
+        metrics = {"wer": 0.06, "dense_wer": 0.055, "allowed": 0.01, "utterances": utterances,
+                   "significant": significant}
     data = {"format": profiles.FORMAT, "model": "tiny.en", "fingerprint": fingerprint or tiny.loaded.fingerprint,
-            "device": "cpu", "dtype": "float32", "eas": eas,
-            "metrics": {"utterances": utterances, "significant": significant}, **extra}
+            "device": "cpu", "dtype": "float32", "eas": eas, "metrics": metrics, **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
@@ -114,12 +118,97 @@ def test_a_broken_installed_profile_is_skipped_with_one_warning_naming_it(cli, j
     assert err == ""  # once per file
 
 
-def test_a_profile_for_these_weights_with_blocks_the_model_lacks_is_skipped_with_a_warning(cli, jfk, tiny):
-    bad = write_profile(user_profile_dir() / "deep.json", tiny, eas="5:0.5")  # tiny.en has blocks 0..3
+@pytest.mark.parametrize("layer", [5, 9])
+def test_a_profile_for_these_weights_with_blocks_the_model_lacks_is_skipped_with_a_warning(cli, jfk, tiny, layer):
+    bad = write_profile(user_profile_dir() / "deep.json", tiny, eas=f"{layer}:0.5")  # tiny.en has blocks 0..3
     got, err = settings(cli, jfk)
     assert got["eas"] == "-1:0 pad=32"
-    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: EAS layer 5 is out of range: "
+    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: EAS layer {layer} is out of range: "
                                 "this encoder has blocks 0..3"]
+    code, out, err = cli("transcribe", jfk)  # every plain transcribe still works, warned once
+    assert code == 0 and err == "" and "country" in out
+
+
+HAND_MADE = "0:0.99 drop score=random"  # no search would pick it: JFK comes out as " who-"
+
+
+@pytest.mark.parametrize("metrics", [None, {}, {"utterances": 80, "significant": True}, {"wer": "low"}],
+                         ids=["no metrics", "empty metrics", "no WER", "WER not a number"])
+def test_a_hand_placed_profile_that_records_no_search_is_skipped_with_one_warning(cli, jfk, tiny, metrics):
+    bad = write_profile(user_profile_dir() / "hand-made.json", tiny, eas=HAND_MADE, metrics=metrics or {})
+    if metrics is None:
+        data = json.loads(bad.read_text())
+        del data["metrics"]
+        bad.write_text(json.dumps(data))
+    got, err = settings(cli, jfk)
+    assert got["eas"] == "-1:0 pad=32" and got["profile"] == str(SHIPPED_TINY)  # never used silently
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"whisper-eas: warning: {bad}: skipped: it records no search")
+    assert f"--profile {bad}" in lines[0]
+
+
+def test_a_hand_placed_profile_runs_when_named_and_transcribe_names_it(cli, jfk, tiny, tmp_path):
+    mine = write_profile(tmp_path / "mine.json", tiny, eas=HAND_MADE, metrics={})
+    fast = ["--temperature-increment-on-fallback", "none"]  # its garbage would be decoded again at 5 temperatures
+    got, err = settings(cli, jfk, "--profile", mine, *fast)
+    assert got["profile"] == str(mine) and got["eas"] == "0:0.99 score=random drop" and err == ""
+    code, out, err = cli("transcribe", jfk, "--profile", mine, "--verbose", *fast)
+    assert code == 0 and err.splitlines() == [f"whisper-eas: EAS profile {mine}: 0:0.99 score=random drop"]
+
+
+def test_a_profile_whose_wer_is_past_its_own_budget_is_skipped(cli, jfk, tiny):
+    bad = write_profile(user_profile_dir() / "lossy.json", tiny, eas=HAND_MADE,
+                        metrics={"wer": 0.9, "dense_wer": 0.05, "allowed": 0.01, "utterances": 80, "significant": True})
+    got, err = settings(cli, jfk)
+    assert got["eas"] == "-1:0 pad=32"
+    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: its WER (90.00%) is past what its search "
+                                f"allowed (dense 5.00% + 1.00%); run it with --profile {bad} if you mean to"]
+
+
+@pytest.mark.parametrize("claimed", ["large-v3", "base", "Systran/faster-whisper-small"])
+def test_a_profile_naming_another_model_is_not_used_even_if_the_fingerprint_matches(cli, jfk, tiny, tmp_path,
+                                                                                   claimed):
+    bad = write_profile(user_profile_dir() / "claims.json", tiny, eas=HAND_MADE, model=claimed)
+    got, err = settings(cli, jfk)
+    assert got["eas"] == "-1:0 pad=32"
+    assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: made for {claimed}, not for tiny.en"]
+    code, out, err = cli("transcribe", jfk, "--profile", bad)
+    assert code == 2 and err.splitlines() == [f"whisper-eas: error: {bad}: made for {claimed}, not for tiny.en"]
+
+
+def test_a_profile_naming_the_model_by_an_alias_or_a_path_is_used(cli, jfk, tiny):
+    write_profile(user_profile_dir() / "alias.json", tiny, eas="1:0.5", model="Systran/faster-whisper-tiny.en")
+    assert settings(cli, jfk)[0]["eas"] == "1:0.5"
+    write_profile(user_profile_dir() / "alias.json", tiny, eas="2:0.5", model="/models/my-tiny-en-ct2")
+    assert settings(cli, jfk)[0]["eas"] == "2:0.5"
+
+
+def test_a_profile_that_records_no_search_is_not_installed_even_with_force(cli, tiny, tmp_path):
+    mine = write_profile(tmp_path / "mine.json", tiny, eas=HAND_MADE, metrics={})
+    code, out, err = cli("profile", "install", mine, "--force")
+    assert code == 2 and out == "" and not user_profile_dir().exists()
+    assert err.splitlines() == [f"whisper-eas: error: {mine}: not installed: it records no search (its metrics lack "
+                                f"'wer', 'dense_wer', 'utterances'); `--eas auto` runs only a search's pick (run this "
+                                f"one with --profile {mine})"]
+
+
+def test_the_python_api_skips_an_untrustworthy_profile_too(tiny, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from whisper_eas import WhisperModel
+
+    monkeypatch.setenv("WHISPER_EAS_HOME", str(tmp_path / "home"))
+    bad = write_profile(user_profile_dir() / "hand-made.json", tiny, eas="9:0.5", metrics={})
+    logger = logging.getLogger("whisper_eas")  # caplog's handler on it alone: the command line may have
+    monkeypatch.setattr(logger, "propagate", False)  # stopped its propagation to the root logger, or not
+    logger.addHandler(caplog.handler)
+    try:
+        model = WhisperModel("tiny.en", loaded=tiny.loaded)  # eas="auto"
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert model.profile.path == SHIPPED_TINY and model.eas.describe() == "-1:0 pad=32"
+    assert [r.getMessage() for r in caplog.records] == [f"{bad}: skipped: EAS layer 9 is out of range: "
+                                                        "this encoder has blocks 0..3"]
 
 
 def test_profiles_for_other_models_are_passed_over_silently(cli, jfk, tiny):
@@ -190,7 +279,8 @@ def test_a_long_recording_search_installs_its_pick_beside_the_short_clip_configu
         "format": profiles.FORMAT, "model": "tiny.en", "fingerprint": tiny.loaded.fingerprint, "device": "cpu",
         "dtype": "float32", "eas": None, "metrics": {}, "eas_speech": "0:0.5 score=adjacent pad=32",
         # six recordings are few files but fifteen minutes of speech: enough to install
-        "metrics_speech": {"utterances": 6, "audio_seconds": 925.0, "significant": True}}))
+        "metrics_speech": {"utterances": 6, "audio_seconds": 925.0, "significant": True,
+                           "wer": 0.066, "dense_wer": 0.066, "allowed": 0.01}}))
     code, out, err = cli("profile", "install", made)
     assert code == 0, err
     assert "now runs -1:0 pad=32 | 0:0.5 score=adjacent pad=32 for tiny.en on cpu float32" in out
@@ -205,6 +295,7 @@ def test_a_speech_search_on_a_few_short_files_is_still_refused(cli, tiny, tmp_pa
     made.write_text(json.dumps({
         "format": profiles.FORMAT, "model": "tiny.en", "fingerprint": tiny.loaded.fingerprint, "device": "cpu",
         "dtype": "float32", "eas": None, "eas_speech": "0:0.5 score=adjacent",
-        "metrics_speech": {"utterances": 6, "audio_seconds": 120.0, "significant": True}}))
+        "metrics_speech": {"utterances": 6, "audio_seconds": 120.0, "significant": True,
+                           "wer": 0.066, "dense_wer": 0.066, "allowed": 0.01}}))
     code, out, err = cli("profile", "install", made)
     assert code == 2 and "fewer than 50" in err and "minutes of audio" in err

@@ -46,6 +46,9 @@ class TranscriptionInfo:
     tokens_kept: List[int] = field(default_factory=list)  # encoder tokens kept per window (EAS)
     eas_windows: List[str] = field(default_factory=list)  # the EAS configuration each window ran ("dense": none)
     timings: Dict[str, float] = field(default_factory=dict)  # seconds spent per stage
+    # what went wrong but did not stop it, one line each, e.g. a stream truncated part-way (known
+    # once the segments have been read)
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from typing import List, Optional
@@ -52,8 +53,26 @@ def _configure_logging() -> None:
     logger.setLevel(logging.WARNING)
 
 
+# flags whose value may start with '-' (`--eas -1:0`, `--suppress-tokens -1,50362`): argparse takes
+# such a value for a flag unless it is a plain negative number, so it is joined to its flag first
+DASH_VALUE_FLAGS = ("--eas", "--suppress-tokens", "--suppress_tokens")
+
+
+def join_dash_values(argv: List[str]) -> List[str]:
+    """['--eas', '-1:0'] -> ['--eas=-1:0'], for the flags in DASH_VALUE_FLAGS and a value that
+    starts with '-' and a digit or a dot (no flag does)."""
+    out: List[str] = []
+    for arg in argv:
+        if out and out[-1] in DASH_VALUE_FLAGS and re.match(r"-[0-9.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    argv = join_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with 2
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)

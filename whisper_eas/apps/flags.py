@@ -111,6 +111,8 @@ def add_decoding_flags(p, preset: Optional[TranscribeOptions], language: bool = 
     flag(g, "--temperature-increment-on-fallback", type=optional_float,
          default=UNSET if temps is None else round(temps[1] - temps[0], 4) if len(temps) > 1 else None,
          help="step up the temperature when decoding fails the thresholds ('none' disables)")
+    flag(g, "--seed", type=int, default=default("seed"),
+         help=f"of the draws when falling back to temperature > 0: the same seed, the same output (default: {default('seed')})")
     flag(g, "--compression-ratio-threshold", type=optional_float, default=default("compression_ratio_threshold"))
     flag(g, "--logprob-threshold", type=optional_float, default=default("log_prob_threshold"))
     flag(g, "--no-speech-threshold", type=optional_float, default=default("no_speech_threshold"))
@@ -188,16 +190,17 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Union[None,
                      f"{whisper.compute_type}; running dense (see `whisper-eas profile --help`)")
             return None, None
         config = profile.policy
-    else:
-        config = parse_eas(args.eas)
-    if config is None:
-        if extras:
+    else:  # the EAS flags combined with the spec first, then validated once: `--eas=-1:0.5 --eas-score stride`
+        config = parse_eas(args.eas, **extras)
+        if config is None and extras:
             raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
+    if config is None:
         return None, profile
-    if extras and isinstance(config, EASPolicy):
-        raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
-                           "'SHORT | SPEECH' policy: write them into the --eas spec")
-    config = replace(config, **extras) if extras else config
+    if profile is not None and extras:  # on top of the profile's configuration, validated as a whole
+        if isinstance(config, EASPolicy):
+            raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
+                               "'SHORT | SPEECH' policy: write them into the --eas spec")
+        config = replace(config, **extras)
     config.check_layers(whisper.model.dims.n_audio_layer)
     if profile is not None and tell:
         note(f"EAS profile {profile.path}: {config.describe()}")
@@ -236,7 +239,7 @@ def transcribe_options(args, preset: TranscribeOptions = TranscribeOptions(), **
     language) goes on top. Bad values are OptionsErrors naming the flag."""
     values = dict(
         task=args.task, beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
-        length_penalty=args.length_penalty, temperature=temperatures(args, preset),
+        length_penalty=args.length_penalty, temperature=temperatures(args, preset), seed=args.seed,
         compression_ratio_threshold=args.compression_ratio_threshold, log_prob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, condition_on_previous_text=args.condition_on_previous_text,
         initial_prompt=args.initial_prompt,

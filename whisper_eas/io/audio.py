@@ -1,6 +1,17 @@
 """Audio in: decode any container/codec in-process with PyAV, resample to 16 kHz mono, and compute
 Whisper's log-mel features one 30-second window at a time, so that memory stays bounded on
-multi-hour files."""
+multi-hour files.
+
+An input is a path, a binary file object (stdin, a download in memory: any container ffmpeg
+reads from a stream), or samples already at 16 kHz: a NumPy array, a CPU tensor or a list.
+Samples are checked and made float32 mono in [-1, 1] (`as_samples`):
+- float samples are taken as they are; integer PCM is scaled, int16 by 1/32768, int32 by 1/2**31,
+  int8 by 1/128, and uint8 (8-bit WAV) centred on 128 first; other types are refused;
+- a 2-D array is multi-channel, (channels, samples) or (samples, channels): its shorter axis is the
+  channels (1 to 8) when the other is at least 100 times longer, and the channels are averaged
+  (mixed down); any other shape is refused, rather than guessed at;
+- NaN or infinite samples are refused.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator, Optional, Union
+from typing import BinaryIO, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,11 +47,59 @@ class RawFormat:
             raise OptionsError("raw audio needs a positive sample rate and 1 to 8 channels")
 
 
-AudioSource = Union[str, os.PathLike, np.ndarray]
+AudioSource = Union[str, os.PathLike, BinaryIO, np.ndarray, torch.Tensor, Sequence[float]]
+MAX_CHANNELS = 8
+# integer PCM: (offset, scale) to float in [-1, 1]
+_PCM_SCALE = {np.dtype(np.int16): (0, 32768.0), np.dtype(np.int32): (0, 2.0 ** 31), np.dtype(np.int8): (0, 128.0),
+              np.dtype(np.uint8): (128, 128.0)}
 
 
-def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = None) -> Iterator[np.ndarray]:
+def is_samples(source) -> bool:
+    """True for samples given directly (an array, a tensor, a list or tuple), not a path or a stream."""
+    return isinstance(source, (np.ndarray, torch.Tensor, list, tuple))
+
+
+def is_stream(source) -> bool:
+    """True for a binary file object (stdin's buffer, io.BytesIO, an open file)."""
+    return hasattr(source, "read") and not is_samples(source)
+
+
+def as_samples(source) -> np.ndarray:
+    """Samples given directly -> 16-kHz mono float32 (see the module docstring for the rules);
+    anything else about them is a one-line AudioError."""
+    name = source_name(source)
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    try:
+        audio = np.asarray(source)
+    except (ValueError, TypeError):  # a ragged list
+        raise AudioError(f"{name}: not an array of samples (rows of different lengths?)") from None
+    if audio.dtype in _PCM_SCALE:
+        offset, scale = _PCM_SCALE[audio.dtype]
+        audio = (audio.astype(np.float32) - offset) / scale
+    elif audio.dtype.kind != "f":
+        raise AudioError(f"{name}: samples of type {audio.dtype} cannot be read: give float samples in [-1, 1] "
+                         "or int16, int32, int8 or uint8 PCM")
+    audio = audio.astype(np.float32, copy=False)
+    if audio.ndim == 2:
+        short, long = sorted(audio.shape)
+        if not (1 <= short <= MAX_CHANNELS and long >= 100 * short):
+            raise AudioError(f"{name}: a {audio.shape[0]} x {audio.shape[1]} array is not (channels, samples) or "
+                             f"(samples, channels) with 1 to {MAX_CHANNELS} channels")
+        audio = audio.mean(axis=0 if audio.shape[0] == short else 1, dtype=np.float32)
+    elif audio.ndim != 1:
+        raise AudioError(f"{name}: a {audio.ndim}-dimensional array is not audio: give samples, or "
+                         "(channels, samples)")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{name}: {int((~np.isfinite(audio)).sum())} samples are NaN or infinite")
+    return audio
+
+
+def _stream_container(source, block_samples: int, raw: Optional[RawFormat] = None,
+                      warnings: Optional[List[str]] = None) -> Iterator[np.ndarray]:
     import av
+
+    path = source_name(source)
 
     # s16 output and the same resampler as faster-whisper, so that features match it exactly
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
@@ -49,7 +108,7 @@ def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = 
         layout = {1: "mono", 2: "stereo"}.get(raw.channels, f"{raw.channels}c")
         options = dict(format="s16le", options={"sample_rate": str(raw.sample_rate), "ch_layout": layout})
     try:
-        container = av.open(path, mode="r", metadata_errors="ignore", **options)
+        container = av.open(source, mode="r", metadata_errors="ignore", **options)
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({_reason(e)})") from None
     pending, n_pending, n_decoded = [], 0, 0
@@ -69,10 +128,13 @@ def _stream_container(path: str, block_samples: int, raw: Optional[RawFormat] = 
             for out in resampler.resample(None):
                 pending.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
-            # A truncated or damaged stream: what decoded so far is kept, as ffmpeg does, but a
-            # file that yields nothing at all is an error below.
+            # A truncated or damaged stream: what decoded so far is kept, as ffmpeg does, and said
+            # (`warnings`); a file that yields nothing at all is an error.
             if not pending and n_decoded == 0:
                 raise AudioError(f"{path}: cannot decode audio ({_reason(e)})") from None
+            if warnings is not None:
+                warnings.append(f"{path}: the audio stream is truncated or corrupt after {n_decoded / SAMPLE_RATE:.1f} s; "
+                                "transcribed what could be decoded")
     if pending:
         yield _to_float(pending)
 
@@ -88,14 +150,18 @@ def _to_float(parts) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) / 32768.0
 
 
-def stream_audio(source: AudioSource, raw: Optional[RawFormat] = None,
-                 block_seconds: float = 60.0) -> Iterator[np.ndarray]:
-    """Yield 16 kHz mono float32 blocks of about `block_seconds`."""
+def stream_audio(source: AudioSource, raw: Optional[RawFormat] = None, block_seconds: float = 60.0,
+                 warnings: Optional[List[str]] = None) -> Iterator[np.ndarray]:
+    """Yield 16 kHz mono float32 blocks of about `block_seconds`. A stream damaged part-way ends
+    where the damage starts, with one line on `warnings` (when given) saying so."""
     block = int(block_seconds * SAMPLE_RATE)
-    if isinstance(source, np.ndarray):
-        audio = np.asarray(source, dtype=np.float32).reshape(-1)
+    if is_samples(source):
+        audio = as_samples(source)
         for i in range(0, len(audio), block):
             yield audio[i : i + block]
+        return
+    if is_stream(source):
+        yield from _stream_container(source, block, raw, warnings)
         return
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -104,7 +170,7 @@ def stream_audio(source: AudioSource, raw: Optional[RawFormat] = None,
         raise AudioError(f"{path}: is a directory, not an audio file")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: the file is empty")
-    yield from _stream_container(path, block, raw)
+    yield from _stream_container(path, block, raw, warnings)
 
 
 def load_audio(source: AudioSource, raw: Optional[RawFormat] = None) -> np.ndarray:
@@ -117,14 +183,24 @@ def load_audio(source: AudioSource, raw: Optional[RawFormat] = None) -> np.ndarr
 
 
 def source_name(source: AudioSource) -> str:
-    """How messages name an input: its path, or '<array>'."""
-    return "<array>" if isinstance(source, np.ndarray) else os.fspath(source)
+    """How messages name an input: its path, '<array>', or a stream's name ('<stdin>')."""
+    if is_samples(source):
+        return "<array>"
+    if is_stream(source):
+        name = getattr(source, "name", None)
+        return name if isinstance(name, str) else "<stream>"
+    return os.fspath(source)
 
 
 def probe_duration(source: AudioSource, raw: Optional[RawFormat] = None) -> Optional[float]:
     """Duration in seconds from the container's header without decoding (None when unknown)."""
-    if isinstance(source, np.ndarray):
-        return source.size / SAMPLE_RATE
+    if is_samples(source):
+        try:
+            return len(as_samples(source)) / SAMPLE_RATE
+        except AudioError:  # the real read reports it
+            return None
+    if is_stream(source):
+        return None  # reading a header would consume the stream
     path = os.fspath(source)
     if raw is not None:
         return os.path.getsize(path) / (2 * raw.channels * raw.sample_rate) if os.path.isfile(path) else None
@@ -205,12 +281,14 @@ class AudioWindows:
     """
 
     def __init__(self, source: AudioSource, raw: Optional[RawFormat] = None, n_mels: int = 80,
-                 padding: str = "silence"):
+                 padding: str = "silence", warnings: Optional[List[str]] = None):
         if padding not in PADDINGS:
             raise OptionsError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.padding = padding
         self.n_mels = n_mels
-        self._blocks = stream_audio(source, raw)
+        #: problems that did not stop the read (a stream truncated part-way), one line each
+        self.warnings: List[str] = [] if warnings is None else warnings
+        self._blocks = stream_audio(source, raw, warnings=self.warnings)
         self._name = source_name(source)
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0  # sample index of _buf[0]

@@ -9,9 +9,12 @@ significant, because a pick from a quick search may be lucky noise.
 `--eas auto` looks a profile up for the loaded weights (by fingerprint), device type and compute
 type: first among the installed ones (the newest first), then among those shipped with the
 package; one searched with the same compute type wins over one searched with another. A profile
-is validated when it is used (its fingerprint and the encoder blocks it prunes must fit the
-model); `find_profile` skips a broken or unfitting file with one warning naming it, never
-silently and never fatally.
+is validated when it is used: its fingerprint, its model name (a profile that names another known
+model, e.g. large-v3 for tiny.en, is refused even if the fingerprint matches) and the encoder
+blocks it prunes must fit the model. `--eas auto` runs only a profile that records the search
+that made it (the WER measured with and without EAS, on how many utterances, within its budget):
+a hand-made file runs only when named with `--profile`. `find_profile` skips a broken, unfitting
+or unrecorded file with one warning naming it, never silently and never fatally.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import List, Optional, Set, Tuple, Union
 
 from ..errors import OptionsError, ProfileError
 from ..network.eas import EASConfig, EASPolicy, parse_eas
+from .loading import HUB_MODELS
 
 FORMAT = "whisper-eas-profile/1"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "profiles"  # whisper_eas/profiles/*.json
@@ -112,11 +116,46 @@ class Profile:
         if self.fingerprint != fingerprint:
             raise ProfileError(f"{self.path}: made for {self.model} (weights {self.fingerprint}), not for {model} "
                                f"(weights {fingerprint})")
+        if _other_known_models(self.model, model):
+            raise ProfileError(f"{self.path}: made for {self.model}, not for {model}")
         if n_layers is not None and self.policy is not None:
             try:
                 self.policy.check_layers(n_layers)
             except OptionsError as e:
                 raise ProfileError(f"{self.path}: {e}") from None
+
+    def unrecorded(self) -> Optional[str]:
+        """Why this profile does not record the search that made it (None: it does): `--eas auto`
+        runs only a measured configuration, never a hand-made one. Each role it fills (short
+        clips: `eas`, `metrics`; speech: `eas_speech`, `metrics_speech`) needs its own record."""
+        roles = [(m, what) for c, m, what in ((self.eas, self.metrics, ""), (self.eas_speech, self.metrics_speech, "speech "))
+                 if c is not None]
+        for m, what in roles or [(self.metrics, "")]:
+            m = m or {}
+            missing = [k for k in ("wer", "dense_wer") if not _is_number(m.get(k))]
+            utterances = m.get("utterances")
+            if not (isinstance(utterances, int) and not isinstance(utterances, bool) and utterances > 0):
+                missing.append("utterances")
+            if missing:
+                return f"it records no {what}search (its {what}metrics lack {', '.join(map(repr, missing))})"
+            allowed = m.get("allowed")
+            if _is_number(allowed) and m["wer"] - m["dense_wer"] > allowed + 1e-5:
+                return (f"its {what}WER ({m['wer']:.2%}) is past what its search allowed (dense {m['dense_wer']:.2%} "
+                        f"+ {allowed:.2%})")
+        return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _other_known_models(a: str, b: str) -> bool:
+    """True when both names are known models (faster-whisper size names or their hub ids;
+    'large' and 'large-v3' are one) and differ. A path or another name says nothing: the
+    fingerprint decides."""
+    repos = set(HUB_MODELS.values())
+    a, b = HUB_MODELS.get(a, a), HUB_MODELS.get(b, b)
+    return a in repos and b in repos and a != b
 
 
 def load_profile(path) -> Profile:
@@ -196,8 +235,8 @@ def find_profile(model: str, fingerprint: str, device: str, compute_type: Option
                  n_layers: Optional[int] = None) -> Optional[Profile]:
     """The newest installed profile, else a shipped one, for these weights on this device type;
     one searched with the same compute type wins over one searched with another. A profile for
-    these weights that does not fit the model (`n_layers` encoder blocks) is skipped with one
-    warning."""
+    these weights that does not fit the model (its name, `n_layers` encoder blocks) or records no
+    search is skipped with one warning."""
     kind = "cuda" if str(device).startswith("cuda") else "cpu"
     matches = []
     for profile in all_profiles():
@@ -207,6 +246,9 @@ def find_profile(model: str, fingerprint: str, device: str, compute_type: Option
             profile.check(model, fingerprint, n_layers)
         except ProfileError as e:
             _warn_once(profile.path, str(e).removeprefix(f"{profile.path}: "))
+            continue
+        if profile.unrecorded():
+            _warn_once(profile.path, f"{profile.unrecorded()}; run it with --profile {profile.path} if you mean to")
             continue
         matches.append(profile)
     same_type = [p for p in matches if compute_type is None or p.dtype == compute_type
@@ -236,6 +278,9 @@ def install_profile(path, force: bool = False) -> Tuple[Profile, Optional[Profil
     `force` for a search on fewer than MIN_UTTERANCES utterances (and under MIN_AUDIO_SECONDS of
     audio) or without a significant result."""
     profile = load_profile(path)
+    if profile.unrecorded():  # `--eas auto` would skip it: not even --force installs it
+        raise ProfileError(f"{path}: not installed: {profile.unrecorded()}; `--eas auto` runs only a search's "
+                           f"pick (run this one with --profile {path})")
     if not force:
         for metrics in (m for m in (profile.metrics, profile.metrics_speech) if m):
             n, seconds = metrics.get("utterances"), metrics.get("audio_seconds")

@@ -157,6 +157,18 @@ def detect_language(model: Whisper, audio: TokenSet, tokenizer: Tokenizer) -> Li
     return [dict(zip(tokenizer.language_codes, row.tolist())) for row in probs]
 
 
+def _draw(probs: Tensor, items: Tensor, generators: Optional[List[torch.Generator]]) -> Tensor:
+    """One token per row of `probs`; row r belongs to item `items[r]`, whose rows draw from
+    `generators[item]` (None: all from torch's global generator)."""
+    if generators is None:
+        return torch.multinomial(probs, 1)[:, 0]
+    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    for item in items.unique().tolist():
+        rows = (items == item).nonzero()[:, 0]
+        out[rows] = torch.multinomial(probs[rows], 1, generator=generators[item])[:, 0]
+    return out
+
+
 class Decoder:
     """Decodes a batch of windows that share one initial token sequence length."""
 
@@ -190,7 +202,11 @@ class Decoder:
         return seq
 
     @torch.inference_mode()
-    def run(self, audio: TokenSet, initial: List[List[int]]) -> List[DecodingResult]:
+    def run(self, audio: TokenSet, initial: List[List[int]],
+            seeds: Optional[Sequence[int]] = None) -> List[DecodingResult]:
+        """Decode each item from its initial tokens. `seeds`, one per item: at a temperature > 0
+        each item draws from its own generator seeded with it, so what it draws depends neither on
+        the rest of the batch nor on what ran before (None: torch's global generator)."""
         n = audio.x.shape[0]
         if len({len(s) for s in initial}) != 1 or len(initial) != n:
             raise ValueError("a decoding batch needs one initial sequence of equal length per item")
@@ -200,7 +216,7 @@ class Decoder:
             groups = self._beam_search(audio, initial, sot_index)
         else:
             repeats = (opts.best_of or 1) if opts.temperature > 0 else 1
-            groups = self._sample(audio, initial, sot_index, repeats)
+            groups = self._sample(audio, initial, sot_index, repeats, seeds)
         return [self._best(candidates) for candidates in groups]
 
     def _start(self, audio: TokenSet, initial: List[List[int]], sot_index: int, repeats: int):
@@ -219,13 +235,16 @@ class Decoder:
     def _next_logits(self, cache: DecoderCache, last: Tensor) -> Tensor:
         return self.model.decoder.logits(self.model.decoder(last[:, None], cache)[:, 0]).float()
 
-    def _sample(self, audio, initial, sot_index, repeats):
+    def _sample(self, audio, initial, sot_index, repeats, seeds=None):
         """Greedy (temperature 0) or sampling; finished rows leave the batch so the rest run
         cheaper."""
         tok, opts = self.tokenizer, self.options
         cache, tokens, logits, no_speech = self._start(audio, initial, sot_index, repeats)
         n_rows, sample_begin = tokens.shape
         device = tokens.device
+        generators = None  # one per item: its `repeats` rows draw from it
+        if opts.temperature > 0 and seeds is not None:
+            generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
         buf = torch.full((n_rows, sample_begin + self.sample_len + 1), tok.eot, device=device)
         buf[:, :sample_begin] = tokens
         sum_logprobs = torch.zeros(n_rows, device=device)
@@ -239,7 +258,7 @@ class Decoder:
             if opts.temperature == 0:
                 next_tokens = logits.argmax(dim=-1)
             else:
-                next_tokens = torch.multinomial((logits / opts.temperature).softmax(dim=-1), 1)[:, 0]
+                next_tokens = _draw((logits / opts.temperature).softmax(dim=-1), active // repeats, generators)
             sum_logprobs[active] += logprobs.gather(1, next_tokens[:, None])[:, 0]
             buf[active, sample_begin + step] = next_tokens
             done = next_tokens == tok.eot

@@ -189,12 +189,18 @@ def config_for(eas: "Union[None, EASConfig, EASPolicy]", frames: int, window_fra
     return eas.pick(frames, window_frames) if isinstance(eas, EASPolicy) else eas
 
 
-def parse_eas(text: Optional[str]) -> "Union[None, EASConfig, EASPolicy]":
+def parse_eas(text: Optional[str], **overrides) -> "Union[None, EASConfig, EASPolicy]":
     """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16',
     '0:0.5,3:0.5 score=adjacent pad=32', '-1:0 pad=32 pause=8 pause_db=30'.
     'off' / 'none' / 'dense' / '' -> None (dense). 'SHORT | SPEECH' -> an EASPolicy that runs
-    SHORT on windows mostly padding and SPEECH on windows full of speech."""
+    SHORT on windows mostly padding and SPEECH on windows full of speech. `overrides` (EASConfig
+    fields, e.g. score="stride") go on top of the text's options before the configuration is
+    built, so it is validated once, as a whole: '-1:0.5' with score="stride" is fine although
+    '-1:0.5' alone is not (a policy takes none: write them into its two specs)."""
     if text is not None and "|" in text:
+        if overrides:
+            raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
+                               "'SHORT | SPEECH' policy: write them into the --eas spec")
         parts = text.split("|")
         if len(parts) != 2:
             raise OptionsError(f"bad EAS spec {text!r}: a policy is 'SHORT | SPEECH', two configurations")
@@ -237,7 +243,7 @@ def parse_eas(text: Optional[str]) -> "Union[None, EASConfig, EASPolicy]":
             raise
         raise OptionsError(f"bad EAS spec {text!r}: expected LAYER:SPARSITY[,LAYER:SPARSITY] [score=NAME] "
                          f"[merge|drop] [adaptive=P] [pad=N] [pause=N] [threshold=T], e.g. '1:0.5'") from None
-    return EASConfig(tuple(stages), **kwargs)
+    return EASConfig(tuple(stages), **{**kwargs, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class TranscribeOptions:
     compression_ratio_threshold: Optional[float] = 2.4  # above it the text repeats itself: retry
     log_prob_threshold: Optional[float] = -1.0  # mean token log-probability below it: retry
     no_speech_threshold: Optional[float] = 0.6  # with a low log-probability as well: the window is silence
+    seed: int = 0  # of the draws at temperatures > 0, per window: the same input gives the same output
     # -- the prompt: the text of earlier windows given to the decoder as context
     condition_on_previous_text: bool = True  # False: every window starts without context
     prompt_reset_on_temperature: float = 0.5  # a window decoded hotter than this starts a fresh context
@@ -79,6 +80,8 @@ class TranscribeOptions:
             raise OptionsError("temperatures must be a non-empty list of values >= 0")
         if self.beam_size < 1 or self.best_of < 1:
             raise OptionsError("beam size and best_of must be >= 1")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise OptionsError(f"seed must be an integer, got {self.seed!r}")
         if self.patience is not None and self.patience <= 0:
             raise OptionsError(f"patience must be > 0, got {self.patience}")
         if self.task not in ("transcribe", "translate"):

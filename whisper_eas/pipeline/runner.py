@@ -22,6 +22,7 @@ gets each its own context.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import deque
@@ -313,7 +314,8 @@ class Runner:
             for rows in groups.values():
                 index = torch.tensor(rows, device=audio.x.device)
                 decoder = self._decoder(dopts, batch[rows[0]][0].tokenizer)
-                outs = decoder.run(audio.select(index), [initial[i] for i in rows])
+                seeds = [window_seed(opts.seed, batch[i][1], t) for i in rows]
+                outs = decoder.run(audio.select(index), [initial[i] for i in rows], seeds=seeds)
                 for i, r in zip(rows, outs):
                     tried[i].append(r)
                     if _needs_fallback(r, opts):
@@ -427,11 +429,19 @@ class Runner:
         job.done = True
         if job.source.duration is not None:
             job.info.duration = job.source.duration
+        job.info.warnings = job.source.warnings()
         job.source.close()
 
     def _fail(self, job: Job, error: AudioError) -> None:
         job.error, job.done = error, True
         job.source.close()
+
+
+def window_seed(seed: int, window: Window, temperature: float) -> int:
+    """The seed of one window's draws at one temperature: from the run's seed, the window's stream
+    and its first frame, so that a window draws the same whatever shares its batch or ran before."""
+    key = f"{seed}:{window.stream}:{window.start}:{temperature}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
 
 
 def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:

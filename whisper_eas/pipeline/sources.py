@@ -102,6 +102,11 @@ class WindowSource(ABC):
     def close(self) -> None:
         """Release buffers (the runner calls it when the job ends, also on an error)."""
 
+    def warnings(self) -> List[str]:
+        """What went wrong reading the input without stopping it (e.g. a stream truncated
+        part-way), one line each; the runner puts them in the job's TranscriptionInfo."""
+        return []
+
 
 class FileWindows(WindowSource):
     """One stream over a file or an array, read as a stream with bounded memory: each window
@@ -115,6 +120,7 @@ class FileWindows(WindowSource):
         self._waiting = False
         self._done = False
         self.duration: Optional[float] = None
+        self._warnings: List[str] = []  # filled by the audio reader
 
     def length_hint(self) -> Optional[float]:
         return self.header_duration
@@ -126,7 +132,7 @@ class FileWindows(WindowSource):
         return probe_duration(self.audio, self.raw)
 
     def open(self) -> Optional[float]:
-        self._windows = AudioWindows(self.audio, self.raw, self.n_mels, self.padding)
+        self._windows = AudioWindows(self.audio, self.raw, self.n_mels, self.padding, warnings=self._warnings)
         duration = self.header_duration
         first = self._windows.available_frames(0)  # decodes the first window's samples
         self._read_duration()
@@ -163,6 +169,9 @@ class FileWindows(WindowSource):
 
     def close(self) -> None:
         self._windows = None
+
+    def warnings(self) -> List[str]:
+        return list(self._warnings)
 
     def _finish(self) -> None:
         self._done = True
@@ -221,6 +230,7 @@ class ChunkedWindows(WindowSource):
         self._next = 0  # sample where the next chunk starts
         self._open: Dict[int, _Chunk] = {}
         self._cut = 0  # chunks made so far
+        self._warnings: List[str] = []  # filled by the audio reader
 
     def length_hint(self) -> Optional[float]:
         return self.header_duration
@@ -230,7 +240,7 @@ class ChunkedWindows(WindowSource):
         return probe_duration(self.audio, self.raw)
 
     def open(self) -> Optional[float]:
-        self._blocks = stream_audio(self.audio, self.raw)
+        self._blocks = stream_audio(self.audio, self.raw, warnings=self._warnings)
         self._fill(HOP_LENGTH)
         if self._eof and self._buf_end == 0:
             raise AudioError(f"{source_name(self.audio)}: contains no audio samples")
@@ -260,6 +270,9 @@ class ChunkedWindows(WindowSource):
         self._open.clear()
         self._buf = np.zeros(0, np.float32)
         self._blocks = None
+
+    def warnings(self) -> List[str]:
+        return list(self._warnings)
 
     # -- reading and cutting ------------------------------------------------------------------
 

@@ -102,8 +102,11 @@ def cache_key(model: ModelInfo, dataset: str, utterances: Sequence[Utterance], l
 
 
 def decoding_options(options: TranscribeOptions) -> dict:
-    """The decoding settings a measurement depends on, as JSON (every option but the EAS one)."""
-    return json.loads(json.dumps({f.name: getattr(options, f.name) for f in fields(options) if f.name != "eas"}))
+    """The decoding settings a measurement depends on, as JSON (every option but the EAS one, and
+    the seed only where a temperature > 0 draws with it: caches from before it existed stay valid)."""
+    samples = any(t > 0 for t in options.temperature)
+    return json.loads(json.dumps({f.name: getattr(options, f.name) for f in fields(options)
+                                  if f.name != "eas" and (f.name != "seed" or samples)}))
 
 
 class Cache:
