@@ -184,16 +184,25 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Optional[EA
 
 
 def temperatures(args) -> Tuple[float, ...]:
-    if args.temperature_increment_on_fallback is None:
-        return (args.temperature,)
-    step = args.temperature_increment_on_fallback
+    return fallback_temperatures(args.temperature, args.temperature_increment_on_fallback)
+
+
+FALLBACK_STEP = round(TranscribeOptions().temperature[1] - TranscribeOptions().temperature[0], 4)
+
+
+def fallback_temperatures(start: float, step: Optional[float] = FALLBACK_STEP) -> Tuple[float, ...]:
+    """The temperatures tried in turn from `start` (`--temperature`), up by `step`
+    (`--temperature-increment-on-fallback`; None: `start` only) while <= 1, as openai-whisper
+    tries them. The server builds a request's schedule here too."""
+    if step is None:
+        return (start,)
     if step <= 0:
         raise OptionsError("--temperature-increment-on-fallback must be > 0 (or 'none')")
-    temps, t = [], args.temperature
+    temps, t = [], start
     while t <= 1.0 + 1e-6:
         temps.append(round(t, 4))
         t += step
-    return tuple(temps) or (args.temperature,)
+    return tuple(temps) or (start,)
 
 
 def suppress_tokens(text: str) -> Tuple[int, ...]:
