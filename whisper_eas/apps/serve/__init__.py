@@ -73,9 +73,7 @@ def run(args) -> int:
                          max_queue=args.max_queue, api_key=api_key)
 
     def load():
-        whisper = flags.load_whisper(args)
-        eas, _ = flags.resolve_eas(args, whisper, note)
-        return whisper, whisper.resolve_options(eas=eas), model_id(whisper.loaded.name)
+        return served(flags.load_whisper(args), args, note)
 
     failure = []
 
@@ -95,6 +93,14 @@ def run(args) -> int:
         print("whisper-eas: error: the server could not start", file=sys.stderr)
         return 1
     return 0
+
+
+def served(whisper, args, note=lambda text: None):
+    """What the server runs (app.Loaded): the model, the options every request starts from (the
+    EAS setting resolved from the flags as `transcribe` resolves it, the other fields
+    `TranscribeOptions()`'s defaults) and the id it is served under."""
+    eas, _ = flags.resolve_eas(args, whisper, note)
+    return whisper, whisper.resolve_options(eas=eas), model_id(whisper.loaded.name)
 
 
 def model_id(name: str) -> str:

@@ -196,9 +196,13 @@ def _error(e: BaseException) -> Tuple[int, dict, Optional[dict]]:
     """(status, OpenAI's error object, headers) for an exception; one that is not the client's
     is a 500 that says no more (the log has it)."""
     if isinstance(e, RequestError):
-        return e.status, responses.error_body(str(e), e.status, e.param, e.code), None
+        # 401 and 413 come before the body is read (or all of it): the connection closes, so
+        # that the rest of the body is not read either
+        close = {"Connection": "close"} if e.status in (401, 413) else None
+        return e.status, responses.error_body(str(e), e.status, e.param, e.code), close
     if isinstance(e, ServerBusy):
-        return e.status, responses.error_body(str(e), e.status, code=e.code), {"Retry-After": str(e.retry_after)}
+        return e.status, responses.error_body(str(e), e.status, code=e.code), {
+            "Retry-After": str(e.retry_after), "Connection": "close"}
     if isinstance(e, HTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
         return e.status_code, responses.error_body(str(e.detail), e.status_code, code=code), e.headers
