@@ -595,3 +595,8 @@ def test_serve_without_the_extra_says_how_to_install_it(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     code, out, err = cli("serve", "--port", "1")
     assert code == 2 and "pip install 'whisper-eas[serve]'" in err
+
+
+def test_serve_with_a_model_that_cannot_load_says_so_and_exits_2(cli, tmp_path):
+    code, out, err = cli("serve", "--model", str(tmp_path / "no-such-model"), "--port", _free_port(), "-q")
+    assert code == 2 and "no-such-model" in err.splitlines()[-1]

@@ -14,6 +14,7 @@ the server starts, so the rest of the command line works without them. See docs/
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 
@@ -65,6 +66,8 @@ def run(args) -> int:
         raise OptionsError("--threads must be >= 0")
     flags.check_device(args.device)
     note = flags.stderr_note(args.quiet)
+    if not args.quiet:  # "model loaded", and with --verbose each round of the scheduler
+        logging.getLogger("whisper_eas.serve").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     if api_key is None and not _loopback(args.host):
         note(f"warning: listening on {args.host} without an API key: anyone who can reach it may use it "

@@ -99,9 +99,10 @@ class ServerState:
             log.info("model %s loaded: ready", model_id)
         except BaseException as e:  # noqa: BLE001 - reported through /health and the callback
             self.load_error = e
-            log.error("the model failed to load: %s", e)
             if self._on_load_error:
                 self._on_load_error(e)
+            else:
+                log.error("the model failed to load: %s", e)
 
     def stop(self) -> None:
         if self.scheduler is not None:

@@ -218,6 +218,7 @@ class Scheduler:
                     ticket.job.error = e
         elapsed = time.perf_counter() - t0
         self.stats.rounds += 1
+        log.debug("round %d: %d of %d jobs in flight, %.3f s", self.stats.rounds, len(chosen), len(self.active), elapsed)
         self._charge(chosen, elapsed)
         for ticket in chosen:
             self._deliver(ticket)
