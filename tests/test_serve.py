@@ -4,7 +4,7 @@ the raw HTTP) against servers that the tests start on free loopback ports.
 One server (tiny.en, the shipped EAS profile, an API key, a 3 MB upload limit) serves most
 tests; the cases that need other settings (a model still loading, a queue of one, the base model
 for translation, the command itself) start their own. Audio: the JFK sample, and files of it with
-silence between (two and four windows) as the longer requests."""
+silence between (two and eight windows) as the longer requests."""
 
 from __future__ import annotations
 
@@ -143,10 +143,10 @@ def _jfk_then_silence(jfk, times: int, tail: bool = False) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory, jfk):
-    """120 s: four windows, each with the JFK clip."""
+    """240 s: eight windows, each with the JFK clip (the tests drop it after a window or two)."""
     sf = pytest.importorskip("soundfile")
     path = tmp_path_factory.mktemp("audio") / "long.flac"
-    sf.write(path, _jfk_then_silence(jfk, 4), SAMPLE_RATE)
+    sf.write(path, _jfk_then_silence(jfk, 8), SAMPLE_RATE)
     return path
 
 

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -251,11 +250,14 @@ async def _audio(request: Request, state: ServerState, task: str) -> Response:
         parsed = _parse(upload, task, state)
         source = FileWindows(upload.path, None, state.model.model.dims.n_mels, parsed.options.padding)
         ticket = scheduler.submit(Job(0, source, parsed.options, label="upload"), asyncio.get_running_loop())
+        # however the request ends before its job does (the client left, a stream was cut, the
+        # server is stopping), the job stops at the next round
+        cleanup.callback(lambda: ticket.finished or scheduler.cancel(ticket))
         if parsed.stream:
-            return await _stream(request, scheduler, ticket, upload, cleanup.pop_all())
+            return await _stream(request, ticket, upload, cleanup.pop_all())
         segments: List[Segment] = []
         while True:
-            kind, value = await _next_event(request, scheduler, ticket)
+            kind, value = await _next_event(request, ticket)
             if kind == "gone":
                 return Response(status_code=499)  # the client left: nobody reads it
             if kind == "segments":
@@ -267,12 +269,11 @@ async def _audio(request: Request, state: ServerState, task: str) -> Response:
                 return Response(body, media_type=media)
 
 
-async def _stream(request: Request, scheduler: Scheduler, ticket: Ticket, upload: Upload,
-                  cleanup: contextlib.ExitStack) -> Response:
+async def _stream(request: Request, ticket: Ticket, upload: Upload, cleanup: contextlib.ExitStack) -> Response:
     """Server-sent events. The first event decides the status: an upload that is not audio is a
     400 like any other, found before the stream starts."""
     with cleanup:
-        kind, value = await _next_event(request, scheduler, ticket)
+        kind, value = await _next_event(request, ticket)
         if kind == "error":
             raise _public(value, upload)
         if kind == "gone":
@@ -288,19 +289,14 @@ async def _stream(request: Request, scheduler: Scheduler, ticket: Ticket, upload
                     text, first = responses.delta_events(event[1], first)
                     if text:
                         yield text
-                event = await _next_event(request, scheduler, ticket)
+                event = await _next_event(request, ticket)
             if event[0] == "done":
                 yield responses.done_event(segments)
             elif event[0] == "error":
                 yield responses.event(_error(_public(event[1], upload))[1])
 
-        def close() -> None:
-            if not ticket.finished:
-                scheduler.cancel(ticket)  # the client left, or the stream was cut: stop the job
-            pending.close()
-
-        pending = cleanup.pop_all()  # the upload and the place in the queue live as long as the stream
-        return _EventStream(events(), close)
+        # the job, the upload and the place in the queue live as long as the stream
+        return _EventStream(events(), cleanup.pop_all().close)
 
 
 class _EventStream(StreamingResponse):
@@ -318,9 +314,8 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-async def _next_event(request: Request, scheduler: Scheduler, ticket: Ticket) -> tuple:
-    """The ticket's next event, or ("gone", None) once the client has disconnected (its job is
-    then cancelled)."""
+async def _next_event(request: Request, ticket: Ticket) -> tuple:
+    """The ticket's next event, or ("gone", None) once the client has disconnected."""
     getter = asyncio.ensure_future(ticket.events.get())
     try:
         while True:
@@ -328,7 +323,6 @@ async def _next_event(request: Request, scheduler: Scheduler, ticket: Ticket) ->
             if done:
                 return getter.result()
             if await request.is_disconnected():
-                scheduler.cancel(ticket)
                 return ("gone", None)
     finally:
         if not getter.done():

@@ -24,8 +24,10 @@ jobs that may run the oldest go first.
 Two short waits keep batches full without idling the model: before a round with fewer than
 `max_batch` jobs, the scheduler waits up to `batch_wait` seconds for more requests (clients that
 just got their answer are sending the next one); and when every job in flight is in debt (a long
-file whose short companions just finished), it waits up to `debt_wait` for a new request before
-letting the long file run on.
+file whose short companions just finished), it waits for a new request before letting the long
+file run on - `debt_wait`, or a tenth of what the long file's last window cost if that is more
+(at most `DEBT_WAIT_MAX`): a short request that comes back meanwhile would otherwise wait that
+whole window.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ...errors import ServerBusy
 from ...pipeline.runner import Job, Runner
 
 log = logging.getLogger("whisper_eas.serve")
+DEBT_WAIT_MAX = 1.0  # seconds
 
 
 class Ticket:
@@ -63,6 +66,7 @@ class Ticket:
         self.events: "asyncio.Queue[tuple]" = asyncio.Queue()
         self.credit = 0.0  # seconds of compute this job may still use before it must wait (<= 0)
         self.spent = 0.0  # seconds of compute charged to it so far
+        self.last_cost = 0.0  # seconds its last round cost it
         self.started = False
         self.finished = False
 
@@ -178,7 +182,8 @@ class Scheduler:
                     return []
         eligible = self._eligible()
         if not eligible and self.active:  # all in debt: wait a little for a new request, then go on
-            if not self._take_new(block=False, timeout=self.debt_wait):
+            wait = min(DEBT_WAIT_MAX, max(self.debt_wait, 0.1 * min(t.last_cost for t in self.active)))
+            if not self._take_new(block=False, timeout=wait):
                 return []
             eligible = self._eligible()
             if not eligible and self.active:
@@ -231,7 +236,8 @@ class Scheduler:
         for ticket in chosen:
             timings = ticket.job.info.timings if ticket.job.info is not None else {}
             spent = sum(timings.values())
-            ticket.credit -= spent - ticket.spent
+            ticket.last_cost = spent - ticket.spent
+            ticket.credit -= ticket.last_cost
             ticket.spent = spent
         for ticket in self.active:
             ticket.credit = min(0.0, ticket.credit + share)
