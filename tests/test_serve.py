@@ -288,6 +288,15 @@ def test_translation_with_the_multilingual_base_model(jfk, tmp_path, profiles_ho
         assert result.segments and result.duration == 11.0
         with open(jfk, "rb") as f:
             assert "country" in s.client().audio.translations.create(file=f, model="whisper-1").text.lower()
+        # `language` names the spoken language, as `--task translate --language` does; it is checked
+        for language, ok in (("en", True), ("xx", False)):
+            r = httpx.post(f"{s.url}/v1/audio/translations", files={"file": ("jfk.flac", jfk.read_bytes())},
+                           data={"model": "whisper-1", "language": language}, timeout=120)
+            if ok:
+                assert r.status_code == 200 and "country" in r.json()["text"].lower()
+            else:
+                assert r.status_code == 400 and r.json()["error"]["param"] == "language"
+        assert s.uploads_left() == []
 
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")

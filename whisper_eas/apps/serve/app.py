@@ -3,7 +3,7 @@ scheduler (scheduler.py).
 
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
                                     temperature, timestamp_granularities[], stream
-    POST /v1/audio/translations     the same, into English (no language; multilingual models)
+    POST /v1/audio/translations     the same, into English (multilingual models)
     GET  /v1/models, /v1/models/ID  the one model served
     GET  /health                    200 once the model is loaded, 503 before (no key needed)
 
@@ -372,7 +372,7 @@ def _parse(upload: Upload, task: str, state: ServerState) -> AudioRequest:
     if not 0.0 <= temperature <= 1.0:
         raise RequestError(f"temperature must be between 0 and 1, got {temperature:g}", param="temperature",
                            code="invalid_value")
-    language = upload.value("language") if task == "transcribe" else None
+    language = upload.value("language")  # translations take it too, as `--task translate --language` does
     if task == "translate" and not state.model.tokenizer.multilingual:
         raise RequestError(f"translation needs a multilingual model; this server runs {state.model_id}",
                            param="model", code="model_not_multilingual")
