@@ -24,6 +24,10 @@ CTranslate2 directory of the same weights, int8, beam size 1 like our greedy def
 that package is missing or does not start offline, a minimal FastAPI wrapper around
 faster-whisper int8 defined in this file; the output says which ran.
 
+On a machine shared with other work, two OpenMP threads can run several times slower than one
+(a descheduled thread stalls every parallel region, of torch and CTranslate2 alike): measure on a
+quiet machine, or compare the servers at `--threads 1`.
+
     pip install -e '.[serve,bench]' && python benchmarks/corpus.py
     python benchmarks/serve_load.py                                   # 300 requests, 16 clients
     python benchmarks/serve_load.py --requests 20 --clients 4 --long 1 --interference-requests 12
