@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from whisper_eas import EVAL_OPTIONS, FileWindows, TranscribeOptions, Window, WindowSource
-from whisper_eas.errors import OptionsError
+from whisper_eas.errors import JobCancelled, OptionsError
 from whisper_eas.io.audio import N_FRAMES, SAMPLE_RATE, load_audio
 from whisper_eas.network.decoding import Decoder, DecodingResult
 from whisper_eas.pipeline import runner as runner_module
@@ -300,6 +300,30 @@ def test_a_job_submitted_while_the_runner_runs_is_transcribed_too(tiny, jfk):
     assert [r.source for r in results] == ["first", "late"]
     assert results[0].segments[0].text == results[1].segments[0].text
 
+
+
+def test_a_cancelled_job_takes_no_more_windows_and_its_source_is_closed(tiny, jfk_audio):
+    class Closing(Recording):
+        closed = False
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    long_audio = np.concatenate([jfk_audio] * 4)  # 44 s: two windows at least
+    source = Closing(FileWindows(long_audio))
+    job = Job(0, source, tiny.resolve_options(EVAL_OPTIONS))
+    queued = Job(1, FileWindows(jfk_audio), tiny.resolve_options(EVAL_OPTIONS))
+    runner = Runner(tiny, batch_size=2, jobs=[queued])
+    runner.start(job)
+    runner.round([job])
+    assert len(source.advanced) == 1 and not job.done
+    runner.cancel(job)
+    runner.cancel(queued)
+    assert job.done and isinstance(job.error, JobCancelled) and source.closed
+    runner.round([job])
+    assert len(source.advanced) == 1  # nothing more was decoded
+    assert list(runner.run_all()) == []  # the queued job left the queue
 
 # -- options --------------------------------------------------------------------------------
 

@@ -208,6 +208,7 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Union[None,
 
 
 def temperatures(args, preset: TranscribeOptions = TranscribeOptions()) -> Tuple[float, ...]:
+    """The temperatures the flags ask for; a flag left out (UNSET) takes `preset`'s value."""
     first, step = args.temperature, args.temperature_increment_on_fallback
     if first is UNSET and step is UNSET:
         return preset.temperature
@@ -215,15 +216,25 @@ def temperatures(args, preset: TranscribeOptions = TranscribeOptions()) -> Tuple
         first = preset.temperature[0]
     if step is UNSET:
         step = round(preset.temperature[1] - preset.temperature[0], 4) if len(preset.temperature) > 1 else None
+    return fallback_temperatures(first, step)
+
+
+FALLBACK_STEP = round(TranscribeOptions().temperature[1] - TranscribeOptions().temperature[0], 4)
+
+
+def fallback_temperatures(start: float, step: Optional[float] = FALLBACK_STEP) -> Tuple[float, ...]:
+    """The temperatures tried in turn from `start` (`--temperature`), up by `step`
+    (`--temperature-increment-on-fallback`; None: `start` only) while <= 1, as openai-whisper
+    tries them. The server builds a request's schedule here too."""
     if step is None:
-        return (first,)
+        return (start,)
     if step <= 0:
         raise OptionsError("--temperature-increment-on-fallback must be > 0 (or 'none')")
-    temps, t = [], first
+    temps, t = [], start
     while t <= 1.0 + 1e-6:
         temps.append(round(t, 4))
         t += step
-    return tuple(temps) or (first,)
+    return tuple(temps) or (start,)
 
 
 def suppress_tokens(text: str) -> Tuple[int, ...]:

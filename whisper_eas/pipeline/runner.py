@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, Lis
 
 import torch
 
-from ..errors import AudioError, OptionsError
+from ..errors import AudioError, JobCancelled, OptionsError
 from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
 from ..network.eas import EASConfig, config_for
@@ -124,6 +124,16 @@ class Runner:
     def submit(self, job: Job) -> None:
         """Queue a job: it starts at the next round with a free slot."""
         self.queue.append(job)
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job before its end (a server's client went away): it leaves the queue, takes no
+        more windows, its source is closed and its error is a JobCancelled. A finished job is left
+        as it is."""
+        if job in self.queue:
+            self.queue.remove(job)
+        if not job.done:
+            job.held, job.first_encoded = [], None
+            self._fail(job, JobCancelled(f"{job.label}: cancelled"))
 
     def start(self, job: Job) -> None:
         """Open the job's source, detect the language if needed (on its first window, whose
@@ -432,7 +442,7 @@ class Runner:
         job.info.warnings = job.source.warnings()
         job.source.close()
 
-    def _fail(self, job: Job, error: AudioError) -> None:
+    def _fail(self, job: Job, error: Exception) -> None:
         job.error, job.done = error, True
         job.source.close()
 

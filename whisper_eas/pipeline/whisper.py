@@ -87,7 +87,7 @@ class WhisperModel:
         `batch_size` at a time (`chunking="off"`: one window after another, openai-whisper's
         way). `progress` receives the seconds of audio transcribed so far."""
         options = self.resolve_options(options, **overrides)
-        job = Job(0, self._source(audio, raw, options, batch_size), options, label=audio)
+        job = Job(0, self.window_source(audio, raw, options, batch_size), options, label=audio)
         runner = Runner(self, batch_size=batch_size)
         runner.start(job)  # reads the first window, detects the language: info is ready
         if job.error:
@@ -114,7 +114,7 @@ class WhisperModel:
         finishes (in completion order). Unreadable files yield a result with `error` set.
         `progress` receives the seconds of audio advanced since its last call."""
         options = self.resolve_options(options, **overrides)
-        queue = [Job(i, self._source(a, raw, options, batch_size), options, label=a) for i, a in enumerate(audios)]
+        queue = [Job(i, self.window_source(a, raw, options, batch_size), options, label=a) for i, a in enumerate(audios)]
         if batch_size > 1 and len(queue) > batch_size:
             # A batch runs at the length of its longest item, and with EAS the tokens kept grow
             # with the speech: files of similar length share batches or most of the work is padding.
@@ -140,8 +140,12 @@ class WhisperModel:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _source(self, audio: Audio, raw: Optional[RawFormat], options: TranscribeOptions,
-                batch_size: int) -> WindowSource:
+    def window_source(self, audio: Audio, raw: Optional[RawFormat], options: TranscribeOptions,
+                      batch_size: int) -> WindowSource:
+        """The windows `transcribe` decodes `audio` as: a long file cut at silences into chunks
+        decoded side by side (up to `batch_size` at once) unless `options.chunking` is 'off'; one
+        sequential stream otherwise. A server or a batch runner builds its jobs here, so that
+        they give what `transcribe` gives."""
         if isinstance(audio, WindowSource):
             return audio
         if options.chunking == "vad":
