@@ -26,7 +26,7 @@ def test_a_cached_load_gives_the_same_model_as_converting_the_checkpoint(compute
     first = load_model("tiny.en", compute_type=compute_type)
     files = list(tmp_path.glob(f"*-{compute_type}.safetensors"))
     assert len(files) == 1
-    assert model_cache.load(first.fingerprint, compute_type, "cpu") is not None
+    assert model_cache.load(files[0].name.rsplit("-", 1)[0], compute_type, "cpu") is not None
     second = load_model("tiny.en", compute_type=compute_type)
     _same(first, second)
     assert second.model.compute_type == compute_type
@@ -43,7 +43,7 @@ def test_a_damaged_cache_file_is_ignored_and_written_anew(tmp_path, monkeypatch)
     path.write_bytes(path.read_bytes()[:1000])
     again = load_model("tiny.en", compute_type="float32")
     _same(reference, again)
-    assert model_cache.load(reference.fingerprint, "float32", "cpu") is not None
+    assert model_cache.load(path.name.rsplit("-", 1)[0], "float32", "cpu") is not None
 
 
 def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):

@@ -135,7 +135,7 @@ def test_json_with_info_and_settings():
 def test_json_eas_block():
     eas = parse_eas("1:0.5")
     data = json.loads(_write("json", info=_info(eas)))
-    assert data["eas"] == {"config": eas.describe(), "tokens_kept": [1500, 750, 750]}
+    assert data["eas"] == {"config": eas.describe(), "tokens_kept": [1500, 750, 750], "window_configs": []}
     assert isinstance(data["eas"]["config"], str) and data["eas"]["config"]
 
 

@@ -257,10 +257,10 @@ def transcribe_options(args, preset: TranscribeOptions = TranscribeOptions(), **
         suppress_tokens=args.suppress_tokens if args.suppress_tokens is UNSET else suppress_tokens(args.suppress_tokens),
         without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps)
     values = {k: v for k, v in values.items() if v is not UNSET}
-    options = preset.replace(**{**values, **extra})
-    if options.beam_size < 1 or options.best_of < 1:
-        raise OptionsError("--beam-size and --best-of must be >= 1")
-    return options
+    for name, flag_name in (("beam_size", "--beam-size"), ("best_of", "--best-of")):
+        if values.get(name, 1) < 1:
+            raise OptionsError(f"{flag_name} must be >= 1")
+    return preset.replace(**{**values, **extra})
 
 
 def stderr_note(quiet: bool) -> Callable[[str], None]:

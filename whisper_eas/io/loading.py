@@ -88,12 +88,16 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     concrete = resolve_compute_type(compute_type, device)  # a bad value fails before the slow load
     read, tok_dir, files = _locate(name_or_path)
     fingerprint = _fingerprint(files)
-    cached = model_cache.load(fingerprint, concrete, device)
+    # the cache key: the weights and every configuration file beside them (a changed config.json
+    # may change the model), which are read here and so checked on a cached load as well
+    key = _config_digest(fingerprint, tok_dir)
+    cached = model_cache.load(key, concrete, device)
     if cached is not None:
         model, extras = cached
-        dims = model.dims
+        tokenizer = _load_tokenizer(tok_dir, model.dims.n_vocab, name_or_path)
     else:
         dims, state, extras = read()
+        tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
         try:
             model = Whisper.from_openai_state_dict(dims, state)
         except (KeyError, RuntimeError) as e:  # a missing tensor or one whose shape contradicts the config
@@ -102,8 +106,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
         if extras.get("alignment_heads"):
             model.alignment_heads = [tuple(h) for h in extras["alignment_heads"]]
         model = apply_compute_type(model, concrete, device)
-        model_cache.save(model, extras, fingerprint, concrete)
-    tokenizer = _load_tokenizer(tok_dir, dims.n_vocab, name_or_path)
+        model_cache.save(model, extras, key, concrete)
     return LoadedModel(
         model=model.eval(), tokenizer=tokenizer, name=str(name_or_path), fingerprint=fingerprint,
         suppress_tokens=tuple(extras.get("suppress_tokens") or (-1,)),
@@ -147,6 +150,7 @@ def _locate_dir(path: Path) -> Tuple[Reader, Path, List[Path]]:
     if (path / "model.bin").is_file():
         return (lambda: read_ct2([path / "model.bin"], path / "config.json")), path, [path / "model.bin"]
     if (path / "config.json").is_file():
+        _hf_dims(path)  # a config that is not Whisper's is the first thing to say
         return (lambda: read_hf(path)), path, _hf_weight_files(path)
     raise ModelError(f"{path}: no model.bin (CTranslate2) or config.json (transformers) in this directory")
 
@@ -215,6 +219,19 @@ def _read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return value
+
+
+CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
+
+
+def _config_digest(fingerprint: str, folder: Path) -> str:
+    """`fingerprint` extended by the configuration files in `folder`, each checked to be JSON."""
+    h = hashlib.sha256(fingerprint.encode())
+    for name in CONFIG_FILES:
+        if (folder / name).is_file():
+            _read_json(folder / name)
+            h.update(name.encode() + (folder / name).read_bytes())
+    return f"{fingerprint}-{h.hexdigest()[:8]}"
 
 
 def _fingerprint(files: List[Path]) -> str:
@@ -425,7 +442,8 @@ def openai_to_hf_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
     return out
 
 
-def read_hf(path: Path):
+def _hf_dims(path: Path) -> ModelDimensions:
+    """The dimensions a transformers folder's config.json gives (a ModelError if it is not Whisper's)."""
     config = _read_json(path / "config.json")
     if config.get("model_type") not in (None, "whisper"):
         raise ModelError(f"{path}: a transformers model of type {config.get('model_type')!r}, not Whisper")
@@ -441,6 +459,11 @@ def read_hf(path: Path):
         raise ModelError(f"{path}/config.json: missing Whisper field {e.args[0]}") from None
     except ValueError as e:  # a zero or non-integer size
         raise ModelError(f"{path}/config.json: {e}") from None
+    return dims
+
+
+def read_hf(path: Path):
+    dims = _hf_dims(path)
     raw, _ = _read_hf_weights(path)
     state = {}
     for name, tensor in raw.items():
@@ -467,7 +490,11 @@ def _hf_weight_files(path: Path) -> List[Path]:
             shard_names = sorted(set(_read_json(index)["weight_map"].values()))
         except (KeyError, AttributeError, TypeError):
             raise ModelError(f"{index}: no weight_map of shard files") from None
-        return [path / n for n in shard_names]
+        files = [path / n for n in shard_names]
+        for f in files:
+            if not f.is_file():
+                raise ModelError(f"{f}: cannot read safetensors weights (the index names it, but it is missing)")
+        return files
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (path / name).is_file():
             return [path / name]
