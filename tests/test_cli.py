@@ -519,7 +519,7 @@ def readme_commands(after: str = "") -> list:
         text = text.split(after, 1)[1]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a line continued with a backslash
             for part in re.split(r"&&|\|", line):
                 words = shlex.split(part, comments=True)
                 if words[:1] == ["whisper-eas"]:
