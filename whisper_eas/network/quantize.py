@@ -21,9 +21,20 @@ it, which is slower than float32.
 
 The hardware is read at run time (`hardware.has_native_bf16`), never assumed: the same install
 runs int8_bfloat16 on a Xeon with AMX and int8_float32 on an AMD EPYC without AVX-512.
+
+Two int8 kernels, picked per CPU at run time (`int8_kernel`): PyTorch's weight-only
+`_weight_int8pack_mm` (activations stay float; vectorised for AVX-512, but on an AVX2-only CPU
+it runs a plain loop: 1.6 ms for a 1x384 by 384x1536 product where float32 takes 0.14 ms, on
+the 2-core AMD EPYC of docs/performance.md), and fbgemm's dynamic int8 linear (activations
+quantized per call, 7-bit range so AVX2's saturating multiply-add cannot overflow, as
+CTranslate2's int8 does; 0.23 ms there, and 3.9 ms against float32's 19 ms for the 51k-row
+output embedding). The same int8 rows and scales feed either, so a cached model serves both.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +47,29 @@ COMPUTE_TYPES = ("default", "float32", "bfloat16", "float16", "int8", "int8_floa
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+@functools.lru_cache(maxsize=None)
+def int8_kernel(device: str = "cpu") -> str:
+    """'pack' (weight-only, float activations) where PyTorch vectorises it (AVX-512 CPUs, GPUs),
+    'fbgemm' (dynamic int8) on other x86 CPUs that have fbgemm; read from torch at run time."""
+    if str(device).startswith("cuda"):
+        return "pack"
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return "pack"
+    try:
+        usable = "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized, "linear_dynamic")
+    except (AttributeError, RuntimeError):  # a torch without the quantized ops
+        usable = False
+    return "fbgemm" if usable else "pack"
+
+
 class Int8Linear(nn.Module):
-    """y = x W^T + b with W stored as int8 rows times a per-row scale (symmetric, 127 levels)."""
+    """y = x W^T + b with W stored as int8 rows times a per-row scale (symmetric, 127 levels),
+    computed by the CPU's int8 kernel (`int8_kernel`): fbgemm's packed weights are made from
+    the rows on first use and are not part of the state dict."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None, act_dtype: torch.dtype, quantize: bool = True):
         super().__init__()
+        self._packed = None
         if not quantize:  # buffers of the right shapes and types, for values assigned afterwards
             self.register_buffer("qweight", torch.empty(weight.shape, dtype=torch.int8))
             self.register_buffer("scale", torch.empty(weight.shape[0], dtype=act_dtype))
@@ -56,8 +85,27 @@ class Int8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear, act_dtype: torch.dtype, quantize: bool = True) -> "Int8Linear":
         return cls(linear.weight, linear.bias, act_dtype, quantize)
 
+    def _apply(self, fn, *args, **kwargs):  # .to() and friends: the packed copy is remade
+        self._packed = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def _fbgemm(self):
+        if self._packed is None:
+            with warnings.catch_warnings():  # quantized tensors are deprecated in torch, not yet gone
+                warnings.simplefilter("ignore", UserWarning)
+                w = torch._make_per_channel_quantized_tensor(
+                    self.qweight, self.scale.double(), torch.zeros(self.qweight.shape[0], dtype=torch.long), 0)
+            bias = None if self.bias is None else self.bias.float()
+            self._packed = torch.ops.quantized.linear_prepack(w, bias)
+        return self._packed
+
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])
+        if x.dtype == torch.float32 and x.device.type == "cpu" and int8_kernel("cpu") == "fbgemm":
+            # reduce_range: 7-bit activations. With 8 bits AVX2's saturating multiply-add overflows: WER
+            # on the 80 dev-short clips went from 5.39% to 16.2% (float32: 5.19%)
+            y = torch.ops.quantized.linear_dynamic(flat, self._fbgemm(), True)
+            return y.reshape(*x.shape[:-1], y.shape[-1])
         y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scale)
         if self.bias is not None:
             y = y + self.bias
