@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -42,6 +43,20 @@ if TYPE_CHECKING:  # the runner uses the model's encode(), model, tokenizer and 
 def audio_tokens(frames: int) -> int:
     """Encoder tokens that hold audio in a window of `frames` mel frames (the stem halves time)."""
     return (frames + 1) // 2
+
+
+@contextmanager
+def _seeded(device: torch.device, windows: Sequence[Window], temperature: float):
+    """Sampling at a temperature > 0 (the fallback) draws from torch's generator seeded by the
+    windows' places and the temperature, and the caller's generator is left as it was: a file's
+    transcript is the same in every run and on every worker (with batches of one window, whichever
+    files it runs with)."""
+    if temperature == 0:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(hash((round(temperature * 100), *((w.start, w.stream) for w in windows))) & 0x7FFFFFFF)
+        yield
 
 
 def similar_length_groups(frames: Sequence[int], eas: Optional[EASConfig], n_ctx: int,
@@ -284,7 +299,8 @@ class Runner:
             for rows in groups.values():
                 index = torch.tensor(rows, device=audio.x.device)
                 decoder = self._decoder(dopts, batch[rows[0]][0].tokenizer)
-                outs = decoder.run(audio.select(index), [initial[i] for i in rows])
+                with _seeded(audio.x.device, [batch[i][1] for i in rows], t):
+                    outs = decoder.run(audio.select(index), [initial[i] for i in rows])
                 for i, r in zip(rows, outs):
                     tried[i].append(r)
                     if _needs_fallback(r, opts):
