@@ -152,8 +152,10 @@ def connect(address: Optional[str], quiet: bool = False) -> bool:
         if target:
             ray.init(address=target, logging_level=logging.WARNING)
         else:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
-                     _node_ip_address="127.0.0.1")  # private to this run: nothing listens beyond loopback
+            # a new instance even where a cluster runs here (address=None would join it); no
+            # dashboard. Its servers use this node's IP, as every Ray node's do (Ray replaces a
+            # loopback address given as the node's IP with that one).
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     except ConnectionError as e:
         raise OptionsError(f"--ray {address}: cannot connect to a Ray cluster ({e}); "
                            "start one with `ray start --head`, or give `--ray` alone for a local one") from None
