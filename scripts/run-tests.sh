@@ -16,7 +16,7 @@ fi
 
 # torch first: the pinned CPU build. A bare `torch` requirement would pull a multi-GB CUDA build.
 python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e '.[test,base,serve]'
+python3 -m pip install -q -e '.[test,base,serve,ray]'
 
 python3 benchmarks/corpus.py --synthetic
 python3 -m pytest -q "$@"

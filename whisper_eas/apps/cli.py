@@ -1,4 +1,4 @@
-"""The `whisper-eas` command line: transcribe, eval, search, bench, profile, serve.
+"""The `whisper-eas` command line: transcribe, batch, eval, search, bench, profile, serve.
 
 This is the top of the layers: nothing in the package imports it. Each command is one module
 here (its parser and what it runs); the flag groups they share are declared once in flags.py.
@@ -20,10 +20,10 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import UserError
-from . import bench, eval, profile, search, serve, transcribe
+from . import batch, bench, eval, profile, search, serve, transcribe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-COMMANDS = (transcribe, eval, search, bench, profile, serve)
+COMMANDS = (transcribe, batch, eval, search, bench, profile, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,21 +57,7 @@ def run(args) -> int:
         out_dir = _writable_dir(Path(args.output_dir))
         names = output_names(args.files)
 
-    flags.transcribe_options(args)  # bad decoding flags fail before the model loads
-    whisper = flags.load_whisper(args)
-    eas, profile = flags.resolve_eas(args, whisper, flags.stderr_note(args.quiet))
-    if args.language:
-        try:
-            whisper.tokenizer.with_language(args.language, args.task)
-        except OptionsError as e:
-            raise OptionsError(f"--language: {e}") from None
-    elif args.task == "translate" and not whisper.tokenizer.multilingual:
-        raise OptionsError("--task translate needs a multilingual model (e.g. --model base)")
-    options = flags.transcribe_options(args, language=args.language, eas=eas)
-    settings = {"model": args.model, "device": args.device, "compute_type": whisper.compute_type,
-                **{k: v for k, v in _settings(options).items()},
-                "eas": None if eas is None else eas.describe(),
-                "profile": None if profile is None else str(profile.path)}
+    whisper, options, settings = prepare(args)
 
     show = not args.quiet and sys.stderr.isatty()
     total = sum(probe_duration(f, raw) or 0.0 for f in args.files if os.path.isfile(f)) if show else 0
@@ -108,12 +94,40 @@ def run(args) -> int:
             WRITERS[fmt](result.segments, sys.stdout, info=result.info, settings=settings)
             sys.stdout.flush()
     bar.close()
-    if failures and len(args.files) == 1:  # a single input: one line, like any other error
+    return report_failures(failures, len(args.files))
+
+
+def prepare(args):
+    """(model, options, settings) for the model and decoding flags: the model loaded, the EAS
+    configuration resolved, the options checked against the model, and the settings the JSON
+    output records. Shared with `batch`, so that both transcribe alike."""
+    flags.transcribe_options(args)  # bad decoding flags fail before the model loads
+    whisper = flags.load_whisper(args)
+    eas, profile = flags.resolve_eas(args, whisper, flags.stderr_note(args.quiet))
+    if args.language:
+        try:
+            whisper.tokenizer.with_language(args.language, args.task)
+        except OptionsError as e:
+            raise OptionsError(f"--language: {e}") from None
+    elif args.task == "translate" and not whisper.tokenizer.multilingual:
+        raise OptionsError("--task translate needs a multilingual model (e.g. --model base)")
+    options = flags.transcribe_options(args, language=args.language, eas=eas)
+    settings = {"model": args.model, "device": args.device, "compute_type": whisper.compute_type,
+                **{k: v for k, v in _settings(options).items()},
+                "eas": None if eas is None else eas.describe(),
+                "profile": None if profile is None else str(profile.path)}
+    return whisper, options, settings
+
+
+def report_failures(failures, total: int) -> int:
+    """The exit status of a run over `total` inputs, and on stderr the `failures` (one message
+    each): one error line for a single input, else a count and the list."""
+    if failures and total == 1:  # a single input: one line, like any other error
         print(f"whisper-eas: error: {_one_line(failures[0])}", file=sys.stderr)
         return EXIT_FAILED
     if failures:
-        ok = len(args.files) - len(failures)
-        print(f"whisper-eas: {len(failures)} of {len(args.files)} files failed ({ok} transcribed):", file=sys.stderr)
+        ok = total - len(failures)
+        print(f"whisper-eas: {len(failures)} of {total} files failed ({ok} transcribed):", file=sys.stderr)
         for message in failures:
             print(f"  {_one_line(message)}", file=sys.stderr)
         return EXIT_FAILED

@@ -33,7 +33,7 @@ from typing import Iterable
 
 from ..errors import ManifestError, OptionsError
 
-__all__ = ["AUDIO_EXTENSIONS", "ManifestError", "Utterance", "load_dataset"]
+__all__ = ["AUDIO_EXTENSIONS", "ManifestError", "Utterance", "load_dataset", "parse_jsonl"]
 
 #: Extensions picked up as audio when a folder is given (lower case, with the dot).
 AUDIO_EXTENSIONS = frozenset(
@@ -126,8 +126,15 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _read_jsonl(path: Path) -> list[_Row]:
+    return parse_jsonl(_read_lines(path), path)
+
+
+def parse_jsonl(lines: Iterable[str], path, text_required: bool = True) -> list[_Row]:
+    """The entries of a JSON Lines manifest, given as its `lines` (`path` names it in messages),
+    checked as `load_dataset` checks them. Without `text_required` (transcribing, not scoring) a
+    row's ``text`` may be missing; it is then "". Audio paths are left as written."""
     rows = []
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -136,6 +143,8 @@ def _read_jsonl(path: Path) -> list[_Row]:
             raise ManifestError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        if not text_required and obj.get("text") is None:
+            obj = {**obj, "text": ""}
         rows.append(_make_row(path, lineno, obj))
     return rows
 
