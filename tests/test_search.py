@@ -388,3 +388,15 @@ def test_dense_drift_warns_and_a_speedup_inside_the_noise_is_noted():
     calm = {**busy, search.DENSE_END: _measurement(DENSE, 1.02), key: _measurement(key, 0.5, eas=key)}
     outcome = search.summarize(MODEL, _settings(), 3, candidates, calm)
     assert outcome.baseline.warning is None and "noise" not in outcome.pick.message
+
+
+def test_a_confident_pick_skips_a_configuration_whose_interval_reaches_past_the_budget():
+    from whisper_eas.evaluation.search.select import pick
+
+    # the numbers of the long-form search (docs/search/longform-tiny.en): few recordings, wide intervals
+    dense = _row(DENSE, 0.0582, 1.0, dense_wer=0.0582)
+    lucky = _row("0:0.5", 0.0657, 1.50, dense_wer=0.0582, ci_low=-0.0036, ci_high=0.0175)
+    sure = _row("0:0.3", 0.0536, 1.24, dense_wer=0.0582, ci_low=-0.0113, ci_high=0.0012)
+    assert pick([dense, lucky, sure], budget=0.01).row is lucky  # the fastest within on average
+    chosen = pick([dense, lucky, sure], budget=0.01, confident=True)
+    assert chosen.row is sure and chosen.significant

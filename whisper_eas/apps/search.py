@@ -57,6 +57,10 @@ def add_parser(sub) -> None:
                    help="largest WER increase vs dense: absolute (0.01 = 1 point) or, with --relative, a share of "
                         "dense WER (default: 0.01)")
     g.add_argument("--relative", action="store_true", help="the budget is a fraction of dense WER")
+    g.add_argument("--confident", action="store_true",
+                   help="pick only a configuration whose WER loss is within the budget at 95%% (the upper end "
+                        "of its bootstrap interval), not just on average: for small datasets, e.g. a few long "
+                        "recordings")
     g.add_argument("--role", choices=("auto", "short", "speech"), default="auto",
                    help="which windows the pick is for: short clips (the profile's 'eas') or windows full of "
                         "speech ('eas_speech'; each window then runs the one that fits it); auto (default): "
@@ -123,7 +127,8 @@ def run(args) -> int:
         durations = [probe_duration(u.audio) or 0.0 for u in utterances]
         role = "speech" if sum(durations) > 30.0 * len(utterances) else "short"
     settings = Settings(dataset=args.dataset, limit=args.limit, budget=args.budget, relative=args.relative,
-                        repeats=args.repeats, language=args.language, options=options, role=role)
+                        repeats=args.repeats, language=args.language, options=options, role=role,
+                        confident=args.confident)
     if args.output_dir:
         out_dir = Path(args.output_dir)
         if out_dir.exists() and not out_dir.is_dir():

@@ -51,6 +51,7 @@ class Settings:
     language: str = "en"
     options: TranscribeOptions = EVAL_OPTIONS  # how every configuration decodes (its eas is replaced)
     role: str = "short"  # which windows the pick is for: "short" clips, or windows full of "speech"
+    confident: bool = False  # pick only what is within the budget at 95%, not just on average
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def summarize(model: ModelInfo, settings: Settings, n_utterances: int, candidate
     dense = measurements[DENSE]
     base = baseline(dense, measurements[DENSE_END])
     rows = tuple(make_row(measurements[c.key], base, dense, c.order) for c in candidates)
-    chosen = pick(rows, settings.budget, settings.relative)
+    chosen = pick(rows, settings.budget, settings.relative, settings.confident)
     if not chosen.is_dense and chosen.row.speedup - 1.0 <= base.drift:
         chosen = replace(chosen, message=chosen.message + (
             f"\nnote: the {chosen.row.speedup:.2f}x speedup is within the timing noise (the two dense runs are "

@@ -90,15 +90,20 @@ class Pick:
         return self.row.is_dense
 
 
-def pick(rows: Sequence[Row], budget: float = 0.01, relative: bool = False) -> Pick:
-    """The fastest row whose WER loss vs dense is within the budget (ties: see rank_key)."""
+def pick(rows: Sequence[Row], budget: float = 0.01, relative: bool = False, confident: bool = False) -> Pick:
+    """The fastest row whose WER loss vs dense is within the budget (ties: see rank_key).
+    `confident`: only rows whose loss is within it at 95% (the upper end of the paired bootstrap
+    interval), for a small dataset where a measured loss under the budget may be luck."""
     if budget < 0:
         raise OptionsError(f"the WER budget must be >= 0, got {budget}")
     dense = next((r for r in rows if r.is_dense), None)
     if dense is None:
         raise ValueError("pick: the rows have no dense baseline")
     allowed = budget * dense.wer if relative else budget
-    within = [r for r in rows if r.wer_delta <= allowed + _EPS]
+    def loss(r: Row) -> float:
+        return r.ci_high if confident and r.ci_high is not None and not r.is_dense else r.wer_delta
+
+    within = [r for r in rows if loss(r) <= allowed + _EPS]
     best = min(within, key=rank_key)
     others = [r for r in within if not r.is_dense]
     if best.is_dense:
