@@ -110,7 +110,7 @@ def test_chunking_off_runs_openai_whisper_s_sequential_windows(tiny, three_jfk):
     segments, info = tiny.transcribe(three_jfk, chunking="off", **NO_FALLBACK)
     segments = list(segments)
     assert info.windows == 2
-    assert isinstance(tiny._source(three_jfk, None, tiny.resolve_options(chunking="off"), 8), FileWindows)
+    assert isinstance(tiny.window_source(three_jfk, None, tiny.resolve_options(chunking="off"), 8), FileWindows)
     assert [s.seek for s in segments][-1] > 0 and segments[0].text.strip().startswith("And so my fellow Americans")
 
 

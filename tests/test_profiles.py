@@ -13,6 +13,9 @@ from whisper_eas.io import profiles
 from whisper_eas.io.profiles import SHIPPED_DIR, find_profile, install_profile, load_profile, user_profile_dir
 
 SHIPPED_TINY = SHIPPED_DIR / "tiny.en-cpu-float32.json"
+# what `--eas auto` runs with only the shipped profile: its short-clip and its speech configuration
+SHIPPED_POLICY = load_profile(SHIPPED_TINY).policy.describe()
+SHIPPED_SPEECH = load_profile(SHIPPED_TINY).eas_speech.describe()
 
 
 @pytest.fixture(autouse=True)
@@ -45,14 +48,14 @@ def settings(cli, *args):
 
 def test_transcribe_names_the_shipped_profile_it_runs(cli, jfk):
     got, err = settings(cli, jfk)
-    assert got["profile"] == str(SHIPPED_TINY) and got["eas"] == "-1:0 pad=32" and err == ""
+    assert got["profile"] == str(SHIPPED_TINY) and got["eas"] == SHIPPED_POLICY and err == ""
     got, err = settings(cli, jfk, "--eas", "off")
     assert got["profile"] is None and got["eas"] is None
 
 
 def test_verbose_says_which_profile_runs_in_one_line(cli, jfk):
     code, out, err = cli("transcribe", jfk, "--verbose")
-    assert code == 0 and err.splitlines() == [f"whisper-eas: EAS profile {SHIPPED_TINY}: -1:0 pad=32"]
+    assert code == 0 and err.splitlines() == [f"whisper-eas: EAS profile {SHIPPED_TINY}: {SHIPPED_POLICY}"]
 
 
 def test_install_makes_auto_run_the_profile_and_says_what_it_ran_before(cli, jfk, tiny, tmp_path):
@@ -60,16 +63,16 @@ def test_install_makes_auto_run_the_profile_and_says_what_it_ran_before(cli, jfk
     code, out, err = cli("profile", "install", made)
     assert code == 0, err
     installed = user_profile_dir() / f"tiny.en-cpu-float32-{tiny.loaded.fingerprint[:8]}.json"
-    assert out.splitlines() == [f"installed {installed}: `--eas auto` now runs 1:0.5 for tiny.en on cpu float32 "
-                                f"(before: -1:0 pad=32 from {SHIPPED_TINY})"]
+    assert out.splitlines() == [f"installed {installed}: `--eas auto` now runs 1:0.5 | {SHIPPED_SPEECH} for tiny.en on cpu float32 "
+                                f"(before: {SHIPPED_POLICY} from {SHIPPED_TINY})"]
     got, _ = settings(cli, jfk)
-    assert got["eas"] == "1:0.5" and got["profile"] == str(installed)
+    assert got["eas"] == f"1:0.5 | {SHIPPED_SPEECH}" and got["profile"] == str(installed)
 
     code, out, err = cli("profile", "remove", installed.stem)
     assert code == 0, err
-    assert out.splitlines() == [f"removed {installed}: `--eas auto` now runs -1:0 pad=32 for tiny.en on cpu float32 "
+    assert out.splitlines() == [f"removed {installed}: `--eas auto` now runs {SHIPPED_POLICY} for tiny.en on cpu float32 "
                                 f"(from {SHIPPED_TINY})"]
-    assert settings(cli, jfk)[0]["eas"] == "-1:0 pad=32"
+    assert settings(cli, jfk)[0]["eas"] == SHIPPED_POLICY
 
 
 @pytest.mark.parametrize("metrics, reason", [(dict(utterances=12), "a search on 12 utterances, fewer than 50"),
@@ -101,7 +104,7 @@ def test_a_small_search_leaves_eas_auto_unchanged_and_install_changes_it(cli, jf
     code, out, err = cli("search", manifest, "--layers", "1", "--sparsities", "0.5", "--no-plots", "-q",
                          "-o", out_dir, "--install", "--force")
     assert code == 0, err
-    assert out.splitlines()[-1].startswith("installed ") and "(before: -1:0 pad=32 from" in out
+    assert out.splitlines()[-1].startswith("installed ") and f"(before: {SHIPPED_POLICY} from" in out
     assert settings(cli, jfk)[0]["profile"].startswith(str(user_profile_dir()))
 
 
@@ -122,7 +125,7 @@ def test_a_broken_installed_profile_is_skipped_with_one_warning_naming_it(cli, j
 def test_a_profile_for_these_weights_with_blocks_the_model_lacks_is_skipped_with_a_warning(cli, jfk, tiny, layer):
     bad = write_profile(user_profile_dir() / "deep.json", tiny, eas=f"{layer}:0.5")  # tiny.en has blocks 0..3
     got, err = settings(cli, jfk)
-    assert got["eas"] == "-1:0 pad=32"
+    assert got["eas"] == SHIPPED_POLICY
     assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: EAS layer {layer} is out of range: "
                                 "this encoder has blocks 0..3"]
     code, out, err = cli("transcribe", jfk)  # every plain transcribe still works, warned once
@@ -141,7 +144,7 @@ def test_a_hand_placed_profile_that_records_no_search_is_skipped_with_one_warnin
         del data["metrics"]
         bad.write_text(json.dumps(data))
     got, err = settings(cli, jfk)
-    assert got["eas"] == "-1:0 pad=32" and got["profile"] == str(SHIPPED_TINY)  # never used silently
+    assert got["eas"] == SHIPPED_POLICY and got["profile"] == str(SHIPPED_TINY)  # never used silently
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"whisper-eas: warning: {bad}: skipped: it records no search")
     assert f"--profile {bad}" in lines[0]
@@ -160,7 +163,7 @@ def test_a_profile_whose_wer_is_past_its_own_budget_is_skipped(cli, jfk, tiny):
     bad = write_profile(user_profile_dir() / "lossy.json", tiny, eas=HAND_MADE,
                         metrics={"wer": 0.9, "dense_wer": 0.05, "allowed": 0.01, "utterances": 80, "significant": True})
     got, err = settings(cli, jfk)
-    assert got["eas"] == "-1:0 pad=32"
+    assert got["eas"] == SHIPPED_POLICY
     assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: its WER (90.00%) is past what its search "
                                 f"allowed (dense 5.00% + 1.00%); run it with --profile {bad} if you mean to"]
 
@@ -170,7 +173,7 @@ def test_a_profile_naming_another_model_is_not_used_even_if_the_fingerprint_matc
                                                                                    claimed):
     bad = write_profile(user_profile_dir() / "claims.json", tiny, eas=HAND_MADE, model=claimed)
     got, err = settings(cli, jfk)
-    assert got["eas"] == "-1:0 pad=32"
+    assert got["eas"] == SHIPPED_POLICY
     assert err.splitlines() == [f"whisper-eas: warning: {bad}: skipped: made for {claimed}, not for tiny.en"]
     code, out, err = cli("transcribe", jfk, "--profile", bad)
     assert code == 2 and err.splitlines() == [f"whisper-eas: error: {bad}: made for {claimed}, not for tiny.en"]
@@ -206,7 +209,7 @@ def test_the_python_api_skips_an_untrustworthy_profile_too(tiny, tmp_path, monke
         model = WhisperModel("tiny.en", loaded=tiny.loaded)  # eas="auto"
     finally:
         logger.removeHandler(caplog.handler)
-    assert model.profile.path == SHIPPED_TINY and model.eas.describe() == "-1:0 pad=32"
+    assert model.profile.path == SHIPPED_TINY and model.eas.describe() == SHIPPED_POLICY
     assert [r.getMessage() for r in caplog.records] == [f"{bad}: skipped: EAS layer 9 is out of range: "
                                                         "this encoder has blocks 0..3"]
 
@@ -214,7 +217,7 @@ def test_the_python_api_skips_an_untrustworthy_profile_too(tiny, tmp_path, monke
 def test_profiles_for_other_models_are_passed_over_silently(cli, jfk, tiny):
     write_profile(user_profile_dir() / "other.json", tiny, fingerprint="0123456789abcdef")
     got, err = settings(cli, jfk)
-    assert got["eas"] == "-1:0 pad=32" and err == ""
+    assert got["eas"] == SHIPPED_POLICY and err == ""
 
 
 def test_an_explicit_profile_for_other_weights_is_refused(cli, jfk, tiny, tmp_path):

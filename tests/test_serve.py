@@ -143,10 +143,12 @@ def _jfk_then_silence(jfk, times: int, tail: bool = False) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory, jfk):
-    """240 s: eight windows, each with the JFK clip (the tests drop it after a window or two)."""
+    """24 min: 48 windows, each with the JFK clip. A long file is cut into chunks that decode up
+    to --max-batch at a time, so it needs several rounds of them to stay in flight while a test
+    sends a short request or drops it (the tests drop it after a round or two)."""
     sf = pytest.importorskip("soundfile")
     path = tmp_path_factory.mktemp("audio") / "long.flac"
-    sf.write(path, _jfk_then_silence(jfk, 8), SAMPLE_RATE)
+    sf.write(path, _jfk_then_silence(jfk, 48), SAMPLE_RATE)
     return path
 
 

@@ -22,19 +22,21 @@ it, which is slower than float32.
 The hardware is read at run time (`hardware.has_native_bf16`), never assumed: the same install
 runs int8_bfloat16 on a Xeon with AMX and int8_float32 on an AMD EPYC without AVX-512.
 
-Two int8 kernels, picked per CPU at run time (`int8_kernel`): PyTorch's weight-only
-`_weight_int8pack_mm` (activations stay float; vectorised for AVX-512, but on an AVX2-only CPU
-it runs a plain loop: 1.6 ms for a 1x384 by 384x1536 product where float32 takes 0.14 ms, on
-the 2-core AMD EPYC of docs/performance.md), and fbgemm's dynamic int8 linear (activations
-quantized per call, 7-bit range so AVX2's saturating multiply-add cannot overflow, as
-CTranslate2's int8 does; 0.23 ms there, and 3.9 ms against float32's 19 ms for the 51k-row
-output embedding). The same int8 rows and scales feed either, so a cached model serves both.
+Two int8 kernels, picked per CPU at run time (`int8_kernel`), both weight-only (activations
+stay float, so a row's result never depends on the other rows of its batch):
+
+- 'pack': PyTorch's `_weight_int8pack_mm`, vectorised for AVX-512; on an AVX2-only CPU it runs a
+  plain loop (1.6 ms for a 1x384 by 384x1536 product where float32 takes 0.14 ms, on the 2-core
+  AMD EPYC of docs/longform.md), slower than float32.
+- 'fbgemm': the same int8 rows times their scales, held as float16 in fbgemm's packed layout and
+  multiplied by its fp16 kernel (float32 arithmetic). fbgemm's *int8* dynamic linear is faster
+  still, but it quantizes the activations per call over the whole batch, so a row's output would
+  depend on what it is batched with, and on AVX2 it needs 7-bit activations; we do not use it.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 from torch import Tensor, nn
@@ -49,14 +51,16 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @functools.lru_cache(maxsize=None)
 def int8_kernel(device: str = "cpu") -> str:
-    """'pack' (weight-only, float activations) where PyTorch vectorises it (AVX-512 CPUs, GPUs),
-    'fbgemm' (dynamic int8) on other x86 CPUs that have fbgemm; read from torch at run time."""
+    """'pack' where PyTorch vectorises its int8 kernel (AVX-512 CPUs, GPUs), 'fbgemm' (the int8
+    weights through fbgemm's fp16 kernel) on other x86 CPUs that have fbgemm; read from torch at
+    run time."""
     if str(device).startswith("cuda"):
         return "pack"
     if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         return "pack"
     try:
-        usable = "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized, "linear_dynamic")
+        usable = ("fbgemm" in torch.backends.quantized.supported_engines
+                  and hasattr(torch.ops.quantized, "linear_dynamic_fp16"))
     except (AttributeError, RuntimeError):  # a torch without the quantized ops
         usable = False
     return "fbgemm" if usable else "pack"
@@ -90,21 +94,16 @@ class Int8Linear(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def _fbgemm(self):
-        if self._packed is None:
-            with warnings.catch_warnings():  # quantized tensors are deprecated in torch, not yet gone
-                warnings.simplefilter("ignore", UserWarning)
-                w = torch._make_per_channel_quantized_tensor(
-                    self.qweight, self.scale.double(), torch.zeros(self.qweight.shape[0], dtype=torch.long), 0)
+        if self._packed is None:  # each int8 row times its scale, exactly the weights 'pack' uses
+            weight = self.qweight.float() * self.scale.float()[:, None]
             bias = None if self.bias is None else self.bias.float()
-            self._packed = torch.ops.quantized.linear_prepack(w, bias)
+            self._packed = torch.ops.quantized.linear_prepack_fp16(weight, bias)
         return self._packed
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])
         if x.dtype == torch.float32 and x.device.type == "cpu" and int8_kernel("cpu") == "fbgemm":
-            # reduce_range: 7-bit activations. With 8 bits AVX2's saturating multiply-add overflows: WER
-            # on the 80 dev-short clips went from 5.39% to 16.2% (float32: 5.19%)
-            y = torch.ops.quantized.linear_dynamic(flat, self._fbgemm(), True)
+            y = torch.ops.quantized.linear_dynamic_fp16(flat, self._fbgemm())
             return y.reshape(*x.shape[:-1], y.shape[-1])
         y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scale)
         if self.bias is not None:
