@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from typing import Callable, Optional, Tuple, Union
 
 from ..errors import OptionsError
 from ..io.profiles import Profile, load_profile
-from ..network.eas import EASConfig, EASPolicy, parse_eas
+from ..network.eas import EASConfig, EASPolicy, parse_eas, with_overrides
 from ..network.quantize import default_compute_type
 from ..pipeline.options import TranscribeOptions
 
@@ -196,11 +195,8 @@ def resolve_eas(args, whisper, note: Callable[[str], None]) -> Tuple[Union[None,
             raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce need --eas L:S, not dense")
     if config is None:
         return None, profile
-    if profile is not None and extras:  # on top of the profile's configuration, validated as a whole
-        if isinstance(config, EASPolicy):
-            raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
-                               "'SHORT | SPEECH' policy: write them into the --eas spec")
-        config = replace(config, **extras)
+    if profile is not None:  # the flags on top of the profile's configuration, validated as a whole
+        config = with_overrides(config, **extras)
     config.check_layers(whisper.model.dims.n_audio_layer)
     if profile is not None and tell:
         note(f"EAS profile {profile.path}: {config.describe()}")

@@ -41,7 +41,7 @@ numbers of tokens; the shorter ones are padded with size-0 tokens, which log(0) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
@@ -189,6 +189,21 @@ def config_for(eas: "Union[None, EASConfig, EASPolicy]", frames: int, window_fra
     return eas.pick(frames, window_frames) if isinstance(eas, EASPolicy) else eas
 
 
+def _policy_overrides() -> OptionsError:
+    return OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
+                        "'SHORT | SPEECH' policy: write them into the --eas spec")
+
+
+def with_overrides(config: "Union[EASConfig, EASPolicy]", **overrides) -> "Union[EASConfig, EASPolicy]":
+    """`config` with EASConfig fields replaced (e.g. a profile's configuration with --eas-score),
+    validated as a whole; a policy takes none."""
+    if not overrides:
+        return config
+    if isinstance(config, EASPolicy):
+        raise _policy_overrides()
+    return replace(config, **overrides)
+
+
 def parse_eas(text: Optional[str], **overrides) -> "Union[None, EASConfig, EASPolicy]":
     """'1:0.5', '1:0.3,2:0.5', with options: '1:0.5 score=keynorm drop adaptive=0.95 pad=16',
     '0:0.5,3:0.5 score=adjacent pad=32', '-1:0 pad=32 pause=8 pause_db=30'.
@@ -199,8 +214,7 @@ def parse_eas(text: Optional[str], **overrides) -> "Union[None, EASConfig, EASPo
     '-1:0.5' alone is not (a policy takes none: write them into its two specs)."""
     if text is not None and "|" in text:
         if overrides:
-            raise OptionsError("--eas-score/--eas-adaptive/--eas-pad/--eas-reduce change one configuration, not a "
-                               "'SHORT | SPEECH' policy: write them into the --eas spec")
+            raise _policy_overrides()
         parts = text.split("|")
         if len(parts) != 2:
             raise OptionsError(f"bad EAS spec {text!r}: a policy is 'SHORT | SPEECH', two configurations")
