@@ -26,8 +26,8 @@ Two int8 kernels, picked per CPU at run time (`int8_kernel`), both weight-only (
 stay float, so a row's result never depends on the other rows of its batch):
 
 - 'pack': PyTorch's `_weight_int8pack_mm`, vectorised for AVX-512; on an AVX2-only CPU it runs a
-  plain loop (1.6 ms for a 1x384 by 384x1536 product where float32 takes 0.14 ms, on the 2-core
-  AMD EPYC of docs/longform.md), slower than float32.
+  plain loop, slower than float32 (`benchmarks/int8_kernels.py`; figures for an AVX2 AMD EPYC in
+  docs/longform.md).
 - 'fbgemm': the same int8 rows times their scales, held as float16 in fbgemm's packed layout and
   multiplied by its fp16 kernel (float32 arithmetic). fbgemm's *int8* dynamic linear is faster
   still, but it quantizes the activations per call over the whole batch, so a row's output would
