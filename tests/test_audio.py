@@ -5,6 +5,7 @@ bounded memory, and unreadable inputs raise a one-line AudioError naming the fil
 from __future__ import annotations
 
 import fractions
+from pathlib import Path
 import re
 
 import numpy as np
@@ -536,3 +537,27 @@ def test_samples_that_cannot_be_read_unambiguously_are_refused(samples, message)
     with pytest.raises(AudioError, match=re.escape(message)) as e:
         load_audio(samples)
     assert str(e.value).startswith("<array>: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("version, passed", [("18.1.0", True), ("19.0.2", False)])
+def test_pyav_19_which_dropped_metadata_errors_still_opens_files(monkeypatch, version, passed):
+    from whisper_eas.io import audio
+
+    real_open = av.open
+    seen = []
+
+    def open_as_that_version(*args, **kwargs):
+        seen.append("metadata_errors" in kwargs)
+        if version.startswith("19") and "metadata_errors" in kwargs:
+            raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "__version__", version)
+    monkeypatch.setattr(av, "open", open_as_that_version)
+    audio._lenient_metadata.cache_clear()
+    try:
+        samples = audio.load_audio(str(Path(__file__).resolve().parents[1] / "samples" / "jfk.flac"))
+    finally:
+        audio._lenient_metadata.cache_clear()
+    assert len(samples) == 176000
+    assert seen and all(s == passed for s in seen)

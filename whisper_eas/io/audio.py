@@ -54,6 +54,18 @@ _PCM_SCALE = {np.dtype(np.int16): (0, 32768.0), np.dtype(np.int32): (0, 2.0 ** 3
               np.dtype(np.uint8): (128, 128.0)}
 
 
+@lru_cache(maxsize=None)
+def _lenient_metadata() -> dict:
+    """PyAV before 19 decodes metadata strictly unless told `metadata_errors="ignore"` (a tag in
+    a wrong encoding would fail the whole file); PyAV 19 dropped the argument (and no longer
+    fails on such tags), so it is passed only where `av.open` takes it."""
+    try:
+        import av
+        return {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+    except (ImportError, ValueError):
+        return {}
+
+
 def is_samples(source) -> bool:
     """True for samples given directly (an array, a tensor, a list or tuple), not a path or a stream."""
     return isinstance(source, (np.ndarray, torch.Tensor, list, tuple))
@@ -108,7 +120,7 @@ def _stream_container(source, block_samples: int, raw: Optional[RawFormat] = Non
         layout = {1: "mono", 2: "stereo"}.get(raw.channels, f"{raw.channels}c")
         options = dict(format="s16le", options={"sample_rate": str(raw.sample_rate), "ch_layout": layout})
     try:
-        container = av.open(source, mode="r", metadata_errors="ignore", **options)
+        container = av.open(source, mode="r", **_lenient_metadata(), **options)
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({_reason(e)})") from None
     pending, n_pending, n_decoded = [], 0, 0
@@ -207,7 +219,7 @@ def probe_duration(source: AudioSource, raw: Optional[RawFormat] = None) -> Opti
     import av
 
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with av.open(path, **_lenient_metadata()) as container:
             if container.duration:
                 return container.duration / 1_000_000
             stream = container.streams.audio[0]
