@@ -360,3 +360,22 @@ def test_options_are_frozen_and_validated_once_at_construction():
         options.replace(beam_size=0)
     with pytest.raises(Exception):
         options.beam_size = 3  # frozen
+
+
+def test_a_job_takes_at_most_per_job_windows_of_a_shared_round_and_batches_are_handed_out_shortest_first(
+        tiny, jfk_audio):
+    from whisper_eas.pipeline.sources import ChunkedWindows
+
+    long_audio = np.concatenate([jfk_audio, np.zeros(8000, np.float32)] * 8)  # 92 s: four chunks side by side
+    options = tiny.resolve_options(EVAL_OPTIONS, eas="-1:0 pad=32 | 0:0.3 score=adjacent pad=32")  # two batches
+    long = Job(0, ChunkedWindows(long_audio, max_streams=4), options, label="long")
+    short = Job(1, FileWindows(jfk_audio[: 16000 * 3]), options, label="short")
+    runner = Runner(tiny, batch_size=8)
+    for job in (long, short):
+        runner.start(job)
+    handed = []
+    runner.round([long, short], per_job=1, on_batch=lambda jobs: handed.append([j.label for j in jobs]))
+    assert long.info.windows == 1 and short.info.windows == 1
+    assert handed[0] == ["short"] and short.done  # the 3-s clip's batch ran, and was handed out, first
+    runner.round([long], on_batch=lambda jobs: None)
+    assert long.info.windows == 1 + 3  # alone, it fills the free slots with its other chunks

@@ -478,13 +478,16 @@ class _FakeRunner:
     def cancel(self, job):
         job.done = True
 
-    def round(self, jobs):
+    def round(self, jobs, per_job=None, on_batch=None):
         self.rounds.append(sorted(j.name for j in jobs))
-        for job in jobs:
+        self.per_job = getattr(self, "per_job", []) + [per_job]
+        for job in sorted(jobs, key=lambda j: j.cost):  # one batch per job, cheapest first
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + job.cost
             job.windows -= 1
             job.done = job.windows == 0
-        time.sleep(sum(j.cost for j in jobs))
+            time.sleep(job.cost)
+            if on_batch is not None:
+                on_batch([job])
 
 
 def test_a_long_job_gets_a_fair_share_of_compute_not_a_window_in_every_round():
@@ -512,6 +515,31 @@ def test_a_long_job_gets_a_fair_share_of_compute_not_a_window_in_every_round():
         time.sleep(0.4)
         assert all(r == ["long"] for r in fake.rounds[alone:]) and len(fake.rounds) - alone >= 3
         assert not long.finished
+    finally:
+        scheduler.stop(timeout=10)
+        loop.close()
+
+
+def test_a_short_request_is_answered_when_its_batch_is_done_not_when_the_round_ends():
+    """A round of a 0.01-s short job and a 0.5-s long window: the short request's answer comes
+    as soon as its batch is done, and the long job takes one window of a shared round."""
+    scheduler = Scheduler(model=SimpleNamespace(), max_batch=8, batch_wait=0.0)
+    scheduler.runner = fake = _FakeRunner()
+    loop = asyncio.new_event_loop()
+    try:
+        long = scheduler.submit(_FakeJob("long", 0.5, 3, None), loop)
+        short = scheduler.submit(_FakeJob("short", 0.01, 1, None), loop)
+        t0 = time.monotonic()
+        scheduler.start()
+        while not short.finished and time.monotonic() - t0 < 5:
+            time.sleep(0.001)
+        answered = time.monotonic() - t0
+        assert short.finished and answered < 0.3, answered
+        while not long.finished and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        assert fake.rounds[0] == ["long", "short"] and fake.per_job[0] == 1
+        assert fake.per_job[-1] is None  # alone, the long job may fill the batch
+        assert scheduler.stats.completed == 2  # each answered once
     finally:
         scheduler.stop(timeout=10)
         loop.close()

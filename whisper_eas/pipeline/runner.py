@@ -203,7 +203,15 @@ class Runner:
     # -- one round: the ready windows of every active job ----------------------------------------
 
     @torch.inference_mode()
-    def round(self, jobs: List[Job]) -> None:
+    def round(self, jobs: List[Job], per_job: Optional[int] = None,
+              on_batch: Optional[Callable[[List[Job]], None]] = None) -> None:
+        """One round: the ready windows of `jobs` (a fair share of `batch_size`, at most `per_job`
+        from any one job), encoded and decoded in batches of one options/EAS configuration and
+        similar length. `on_batch` is called with the jobs of each batch as soon as it is done, and
+        then the batches run shortest audio first, so that a caller can hand out what a short window
+        made without waiting for the round's long windows (a server's short requests). Without it
+        they run in the order the windows were taken, so each job's windows (and its JSON's
+        per-window lists) stay in the audio's order."""
         for job in jobs:
             if job.done:
                 continue
@@ -214,7 +222,7 @@ class Runner:
                 continue
             if not job.held and job.source.done:
                 self._finish(job)
-        items = self._fair_share([job for job in jobs if not job.done])
+        items = self._fair_share([job for job in jobs if not job.done], per_job)
         for job, window in [(j, w) for j, w in items if w.inaudible]:  # digital silence: nothing to decode
             self._advance(job, window, window.frames)
         items = [(j, w) for j, w in items if not w.inaudible and not j.done]
@@ -224,23 +232,38 @@ class Runner:
             key = (job.options, config_for(job.options.eas, window.frames, N_FRAMES))
             batches.setdefault(key, []).append((job, window))
         n_ctx = self.owner.model.dims.n_audio_ctx
+        runs = []
         for (options, eas), batch in batches.items():
             for group in similar_length_groups([w.frames for _, w in batch], eas, n_ctx):
                 for i in range(0, len(group), self.batch_size):
-                    self._run([batch[j] for j in group[i : i + self.batch_size]], eas)
+                    runs.append(([batch[j] for j in group[i : i + self.batch_size]], eas))
+        if on_batch is not None:  # shortest audio first: decoding time grows with the speech in a window
+            runs.sort(key=lambda r: max(w.frames for _, w in r[0]))
+        for run, eas in runs:
+            self._run(run, eas)
+            if on_batch is not None:
+                on_batch(list({id(job): job for job, _ in run}.values()))
 
-    def _fair_share(self, jobs: List[Job]) -> List[Tuple[Job, Window]]:
-        """Up to `batch_size` held windows, one from each job in turn, the first turn rotating
-        from round to round; a job's windows go in the order its source gave them."""
+    def _fair_share(self, jobs: List[Job], per_job: Optional[int] = None) -> List[Tuple[Job, Window]]:
+        """Up to `batch_size` held windows, one from each job in turn (at most `per_job` from
+        one job), the first turn rotating from round to round; a job's windows go in the order its
+        source gave them."""
         items: List[Tuple[Job, Window]] = []
         if not jobs:
             return items
         order = jobs[self._turn % len(jobs):] + jobs[: self._turn % len(jobs)]
         self._turn += 1
-        while len(items) < self.batch_size and any(job.held for job in order):
+        taken = {id(job): 0 for job in order}
+        cap = per_job if per_job is not None else self.batch_size
+
+        def can_take(job):
+            return bool(job.held) and taken[id(job)] < cap
+
+        while len(items) < self.batch_size and any(can_take(job) for job in order):
             for job in order:
-                if job.held and len(items) < self.batch_size:
+                if can_take(job) and len(items) < self.batch_size:
                     items.append((job, job.held.pop(0)))
+                    taken[id(job)] += 1
         return items
 
     def _run(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> None:

@@ -8,8 +8,13 @@ events, delivered into the request's event loop). Each round:
 2. stops the cancelled ones (`Runner.cancel`: no more windows, the source closed);
 3. picks at most `max_batch` jobs, oldest first, among those not in debt (below), starts the new
    ones (`Runner.start`: opens the upload, detects the language), and runs one `Runner.round` on
-   them: their windows share encoder and decoder batches;
-4. hands each job's new segments, and its end or error, to its request.
+   them: their windows share encoder and decoder batches. With other jobs in the round, a job
+   takes one window: a long file's VAD chunks would otherwise fill every free slot, and a round
+   of a dozen 30-s speech windows keeps every short request waiting for all of them. Alone, it
+   takes up to `max_batch`;
+4. hands each job's new segments, and its end or error, to its request as soon as the batch that
+   made them is done; the round runs its batches shortest audio first, so a short clip is
+   answered before the round's long windows are decoded.
 
 Fairness is processor sharing by measured compute time, not by windows: a round's wall time is
 shared out equally among the jobs in flight (each one's *credit* grows by round time / jobs), and
@@ -198,6 +203,7 @@ class Scheduler:
 
     def _run(self, chosen: List[Ticket]) -> None:
         t0 = time.perf_counter()
+        in_flight = len(self.active)  # the round's time is shared among these, also those it finishes
         jobs = []
         for ticket in chosen:
             if not ticket.started:
@@ -212,9 +218,16 @@ class Scheduler:
                     ticket.post("started", ticket.job.info)
             if not ticket.job.done:
                 jobs.append(ticket.job)
+        by_job = {id(t.job): t for t in chosen}
+
+        def deliver(done_jobs):
+            for job in done_jobs:
+                if id(job) in by_job:
+                    self._deliver(by_job[id(job)])
+
         try:
             if jobs:
-                self.runner.round(jobs)
+                self.runner.round(jobs, per_job=1 if len(jobs) > 1 else None, on_batch=deliver)
         except Exception as e:  # a bug: the requests of this round fail, the server goes on
             log.exception("a round failed")
             for ticket in chosen:
@@ -224,14 +237,14 @@ class Scheduler:
         elapsed = time.perf_counter() - t0
         self.stats.rounds += 1
         log.debug("round %d: %d of %d jobs in flight, %.3f s", self.stats.rounds, len(chosen), len(self.active), elapsed)
-        self._charge(chosen, elapsed)
+        self._charge(chosen, elapsed, in_flight)
         for ticket in chosen:
             self._deliver(ticket)
 
-    def _charge(self, chosen: List[Ticket], elapsed: float) -> None:
-        """Each job in flight is owed an equal share of the round's time; those that ran pay for
-        what they used."""
-        share = elapsed / max(1, len(self.active))
+    def _charge(self, chosen: List[Ticket], elapsed: float, in_flight: int) -> None:
+        """Each of the `in_flight` jobs is owed an equal share of the round's time; those that ran
+        pay for what they used."""
+        share = elapsed / max(1, in_flight)
         self._last_share = share
         for ticket in chosen:
             timings = ticket.job.info.timings if ticket.job.info is not None else {}
@@ -243,6 +256,8 @@ class Scheduler:
             ticket.credit = min(0.0, ticket.credit + share)
 
     def _deliver(self, ticket: Ticket) -> None:
+        if ticket.finished:  # handed out when its batch was done
+            return
         job = ticket.job
         if job.pending:
             ticket.post("segments", list(job.pending))
