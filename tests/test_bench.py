@@ -56,3 +56,13 @@ def test_a_failing_engine_is_listed_and_the_exit_is_nonzero(capsys, jfk):
     assert failures[0] == "whisper-eas: 1 of 1 engines failed:"
     # the worker reports a user error as its one line, as the command line would (no class name)
     assert failures[1].startswith("  ours:float99: unknown compute type 'float99'")
+
+
+def test_all_files_in_one_call_transcribe_as_one_file_at_a_time_does(jfk):
+    from whisper_eas.evaluation.bench import _ours
+
+    files = [str(jfk), str(jfk)]
+    apart = _ours("ours:default:off", "tiny.en", files, 2, "cpu", "user")
+    together = _ours("ours:default:off+files", "tiny.en", files, 2, "cpu", "user")
+    assert together["texts"] == apart["texts"] and together["tokens"] == apart["tokens"]
+    assert together["windows"] == apart["windows"] == 2

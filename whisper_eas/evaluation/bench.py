@@ -18,6 +18,9 @@ Engines (`--engines`, comma-separated; `+` adds a variant):
   ours[:COMPUTE[:EAS]]      our engine, e.g. ours:float32, ours:int8:auto, ours:float32:-1:0 pad=16
         +sequential         openai-whisper's sequential windows (chunking="off") instead of chunks
         +batchN             N windows of a file decode together (user mode; default 8)
+        +files              all the files in one call, as `whisper-eas transcribe FILE...` runs
+                            them: the windows of several files share batches (default: one
+                            `transcribe()` per file, as the Python API and the peers run)
   faster-whisper:TYPE       faster-whisper with the same CTranslate2 weights (float32, int8, ...)
         +vad                its vad_filter=True
         +batchedN           its BatchedInferencePipeline with batch_size=N
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ModelError, OptionsError, UserError
+from ..errors import AudioError, ModelError, OptionsError, UserError
 
 DEFAULT_ENGINES = "ours:float32,ours:float32:auto,ours:int8,ours:int8:auto,faster-whisper:float32,faster-whisper:int8"
 # long files: faster-whisper's three ways against our sequential dense reference and our defaults
@@ -101,8 +104,14 @@ def _ours(spec: str, model: str, files: List[str], threads: int, device: str, mo
     list(whisper.transcribe(files[0], opts, batch_size=batch)[0])
     texts, tokens, dec, enc, windows, audio = [], 0, 0.0, 0.0, 0, 0.0
     t0 = time.perf_counter()
-    for f in files:
-        segments, info = whisper.transcribe(f, opts, batch_size=batch)
+    if "files" in variants:  # the command line's way: one batch run over every file
+        done = sorted(whisper.transcribe_batch(files, opts, batch_size=batch), key=lambda r: r.index)
+        if any(r.error for r in done):
+            raise AudioError(next(r.error for r in done if r.error))
+        results = [(r.segments, r.info) for r in done]
+    else:
+        results = (whisper.transcribe(f, opts, batch_size=batch) for f in files)
+    for segments, info in results:
         texts.append(" ".join(s.text.strip() for s in segments).strip())
         tokens += info.decoder_steps
         dec += info.timings.get("decode", 0.0)
