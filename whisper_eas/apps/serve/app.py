@@ -57,6 +57,7 @@ class ServeConfig:
     max_queue: int = 64  # requests in flight (uploading, waiting or running); more get a 429
     api_key: Optional[str] = None  # None: no key needed
     batch_wait: float = 0.02  # seconds the scheduler waits to fill a batch
+    solo_windows: int = 2  # windows a long file takes per round when no other request runs (scheduler.py)
     upload_dir: Optional[str] = None  # None: a fresh private folder, removed at shutdown
 
 
@@ -90,7 +91,8 @@ class ServerState:
     def _load_model(self) -> None:
         try:
             model, options, model_id = self._load()
-            scheduler = Scheduler(model, self.config.max_batch, self.config.batch_wait)
+            scheduler = Scheduler(model, self.config.max_batch, self.config.batch_wait,
+                                  solo_windows=self.config.solo_windows)
             scheduler.start()
             self.model, self.base_options, self.model_id = model, options, model_id
             self.scheduler = scheduler  # set last: ready

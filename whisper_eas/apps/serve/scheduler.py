@@ -11,7 +11,9 @@ events, delivered into the request's event loop). Each round:
    them: their windows share encoder and decoder batches. With other jobs in the round, a job
    takes one window: a long file's VAD chunks would otherwise fill every free slot, and a round
    of a dozen 30-s speech windows keeps every short request waiting for all of them. Alone, it
-   takes up to `max_batch`;
+   takes `solo_windows` (default 2): a round cannot be cut short, so a request that arrives
+   while a long upload runs alone waits for that round (16 windows of speech: 15.6 s on two
+   AVX2 cores; 2 windows: 2.6 s), at some cost to the upload's own speed;
 4. hands each job's new segments, and its end or error, to its request as soon as the batch that
    made them is done; the round runs its batches shortest audio first, so a short clip is
    answered before the round's long windows are decoded.
@@ -96,9 +98,11 @@ class Scheduler:
     """Runs the jobs of every in-flight request on `model`, `max_batch` windows per batch at
     most (see the module docstring). `start()` starts its thread, `stop()` ends it."""
 
-    def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1):
+    def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1,
+                 solo_windows: int = 2):
         self.runner = Runner(model, batch_size=max_batch)
         self.max_batch = max_batch
+        self.solo_windows = max(1, solo_windows)
         self.batch_wait = batch_wait if max_batch > 1 else 0.0
         self.debt_wait = debt_wait
         self.stats = Stats()
@@ -227,7 +231,7 @@ class Scheduler:
 
         try:
             if jobs:
-                self.runner.round(jobs, per_job=1 if len(jobs) > 1 else None, on_batch=deliver)
+                self.runner.round(jobs, per_job=1 if len(jobs) > 1 else self.solo_windows, on_batch=deliver)
         except Exception as e:  # a bug: the requests of this round fail, the server goes on
             log.exception("a round failed")
             for ticket in chosen:
@@ -236,7 +240,7 @@ class Scheduler:
                     ticket.job.error = e
         elapsed = time.perf_counter() - t0
         self.stats.rounds += 1
-        log.debug("round %d: %d of %d jobs in flight, %.3f s", self.stats.rounds, len(chosen), len(self.active), elapsed)
+        log.debug("round %d: %d of %d jobs in flight, %.3f s", self.stats.rounds, len(chosen), in_flight, elapsed)
         self._charge(chosen, elapsed, in_flight)
         for ticket in chosen:
             self._deliver(ticket)
