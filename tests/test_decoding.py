@@ -149,3 +149,32 @@ def test_invalid_options():
                    dict(patience=2.0)):
         with pytest.raises(ValueError):
             DecodingOptions(**kwargs)
+
+
+def test_the_row_by_row_timestamp_grammar_bans_what_the_masked_one_bans_and_returns_the_final_log_probs(tok):
+    """The CPU applies the pair and monotonicity rules row by row, accelerators as whole-batch
+    masks: both ban the same tokens. And the log-probabilities the rule hands the loop are those
+    of the logits as it leaves them."""
+    ts = tok.timestamp_begin
+    rules = ApplyTimestampRules(tok, max_initial_timestamp_index=50)
+    begin = 3
+    seqs = torch.tensor([
+        [0, 0, 0, ts + 10, 400, 401],          # text after an opening timestamp
+        [0, 0, 0, ts + 10, 400, ts + 20],      # an open timestamp: close it or end
+        [0, 0, 0, ts + 10, 400, 402],          # made a closed pair below
+        [0, 0, 0, 400, 401, 402],              # no timestamp yet
+        [0, 0, 0, ts + 5, ts + 5, 400],        # a closed pair then text
+    ])
+    seqs[2, -2:] = torch.tensor([ts + 30, ts + 30])  # a closed pair: no timestamp next
+    torch.manual_seed(0)
+    base = torch.randn(len(seqs), tok.n_vocab) * 3
+    by_row, masked = base.clone(), base.clone()
+    rules._grammar_by_row(by_row, seqs)
+    rules._grammar_masked(masked, seqs)
+    assert torch.equal(by_row == NEG, masked == NEG)
+    for boost in (0.0, 5.0):  # with 5, the timestamps' total mass beats the best text token in rows 0 and 3
+        rows = base.clone()
+        rows[[0, 3], ts:] += boost
+        logprobs = rules.apply(rows, seqs, begin)
+        assert bool((rows[0, :ts] == NEG).all()) == (boost > 0)
+        assert logprobs is not None and torch.allclose(logprobs, rows.log_softmax(dim=-1), equal_nan=True)
