@@ -471,6 +471,7 @@ class _FakeJob:
 class _FakeRunner:
     def __init__(self):
         self.rounds = []
+        self.per_job = []  # what each round was told about windows per job
 
     def start(self, job):
         pass
@@ -480,7 +481,7 @@ class _FakeRunner:
 
     def round(self, jobs, per_job=None, on_batch=None):
         self.rounds.append(sorted(j.name for j in jobs))
-        self.per_job = getattr(self, "per_job", []) + [per_job]
+        self.per_job.append(per_job)
         for job in sorted(jobs, key=lambda j: j.cost):  # one batch per job, cheapest first
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + job.cost
             job.windows -= 1
