@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.evaluation.bench import EngineRun, render_table, split_variants
+from whisper_eas.evaluation.bench import EngineRun, engine_kind, render_table, split_variants
 from whisper_eas.apps.cli import main
 
 
@@ -33,6 +33,11 @@ def test_engine_variants_are_read_off_the_spec():
     assert split_variants("faster-whisper:int8+vad+batched8") == ("faster-whisper:int8", {"vad": None, "batched": 8})
     assert split_variants("ours:float32:-1:0 pad=16+sequential") == ("ours:float32:-1:0 pad=16", {"sequential": None})
     assert split_variants("ours") == ("ours", {})
+
+
+def test_the_driver_and_the_worker_read_the_same_engine_kind_off_a_spec_with_a_variant_and_no_type():
+    assert [engine_kind(s) for s in ("faster-whisper+vad", "faster-whisper:int8+vad", "ours+files", "transformers")] \
+        == ["faster-whisper", "faster-whisper", "ours", "transformers"]
 
 
 def test_a_bare_audio_file_has_no_wer():

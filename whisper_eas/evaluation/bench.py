@@ -85,6 +85,11 @@ def split_variants(spec: str) -> tuple:
     return base, variants
 
 
+def engine_kind(spec: str) -> str:
+    """'faster-whisper+vad' and 'faster-whisper:int8+vad' -> 'faster-whisper'."""
+    return split_variants(spec)[0].split(":", 1)[0]
+
+
 def _ours(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
     from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
     from ..pipeline.whisper import WhisperModel
@@ -259,7 +264,7 @@ def worker_main(argv: List[str]) -> int:
 
     torch.set_num_threads(int(threads))
     files = Path(filelist).read_text().splitlines()
-    kind = engine.split(":", 1)[0]
+    kind = engine_kind(engine)
     try:
         result = WORKERS[kind](engine, model, files, int(threads), device, mode)
     except UserError as e:  # one line for the driver's list of failures, as the command line prints it
@@ -277,7 +282,7 @@ def run_engine(engine: str, model: str, files: List[str], threads: int, device: 
                mode: str = "eval") -> EngineRun:
     if mode not in MODES:
         raise OptionsError(f"unknown bench mode {mode!r}: use one of {', '.join(MODES)}")
-    kind = split_variants(engine)[0].split(":", 1)[0]
+    kind = engine_kind(engine)
     if kind not in WORKERS:
         raise OptionsError(f"unknown engine {engine!r}: use ours:COMPUTE[:EAS], faster-whisper:TYPE, "
                          f"openai-whisper or transformers")
