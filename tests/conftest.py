@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,8 +20,11 @@ CORPUS = ROOT / "data" / "corpus"
 JFK_TEXT = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
 
 torch.set_num_threads(2)
-# converted weights are cached for the run only, never in the user's ~/.cache (io/model_cache.py)
-os.environ["WHISPER_EAS_CACHE"] = tempfile.mkdtemp(prefix="whisper-eas-test-cache-")
+# converted weights are cached for the run only, never in the user's ~/.cache (io/model_cache.py),
+# and removed when the run ends (a few hundred MB each)
+_CACHE = tempfile.mkdtemp(prefix="whisper-eas-test-cache-")
+os.environ["WHISPER_EAS_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +39,14 @@ def tiny():
 @pytest.fixture(scope="session")
 def jfk() -> Path:
     return JFK
+
+
+@pytest.fixture(scope="module")
+def jfk_audio(jfk):
+    """The sample's samples, 16 kHz mono float32 (a fresh array per test module)."""
+    from whisper_eas.io.audio import load_audio
+
+    return load_audio(jfk)
 
 
 @pytest.fixture(scope="session")

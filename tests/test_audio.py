@@ -190,11 +190,6 @@ def test_mel_filters_match_faster_whisper(n_mels):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def jfk_audio(jfk):
-    return load_audio(jfk)
-
-
 @pytest.mark.parametrize("n_mels", [80, 128])
 def test_first_window_matches_faster_whisper(jfk, jfk_audio, n_mels):
     features, n = AudioWindows(jfk, n_mels=n_mels, padding="zeros").window(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from whisper_eas.evaluation.metrics import word_errors
-from whisper_eas.io.audio import SAMPLE_RATE, load_audio
+from whisper_eas.io.audio import SAMPLE_RATE
 from whisper_eas.io.vad import VadOptions, quietest_cut, speech_probabilities
 from whisper_eas.pipeline.sources import ChunkedWindows, FileWindows
 
@@ -18,11 +18,6 @@ from conftest import JFK_TEXT
 def _pause(seconds: float, seed: int = 0) -> np.ndarray:
     """Room tone at -60 dBFS, not digital silence."""
     return np.random.default_rng(seed).normal(0, 1e-3, int(seconds * SAMPLE_RATE)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def jfk_audio(jfk):
-    return load_audio(jfk)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,7 @@ def test_timestamps_are_monotonic_and_on_the_file_timeline(tiny, jfk_audio):
         assert start + 0.8 < heard < start + 3.0, (start, heard)
 
 
-def test_a_file_decodes_the_same_in_one_batch_as_chunk_by_chunk(tiny, three_jfk, jfk_audio):
+def test_a_file_decodes_the_same_in_one_batch_as_chunk_by_chunk(tiny, three_jfk):
     audio = np.concatenate([three_jfk, _pause(1.0), three_jfk])  # 69.4 s: three chunks or more
     batched = list(tiny.transcribe(audio, batch_size=8, **NO_FALLBACK)[0])
     alone = list(tiny.transcribe(audio, batch_size=1, **NO_FALLBACK)[0])

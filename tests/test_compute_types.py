@@ -111,7 +111,7 @@ def test_default_and_int8_choose_bfloat16_only_where_the_cpu_has_it(monkeypatch)
         quantize.resolve_compute_type("int8_float16", "cpu")
 
 
-def test_a_loaded_model_names_the_concrete_type_it_runs(window):
+def test_a_loaded_model_names_the_concrete_type_it_runs():
     expected = "int8_bfloat16" if has_native_bf16() else "int8_float32"
     assert load_model("tiny.en").model.compute_type == expected
 
@@ -125,14 +125,17 @@ def test_the_jfk_transcript_is_the_same_in_every_compute_type(reduced, reference
 def test_the_int8_kernel_is_the_one_the_cpu_vectorises(monkeypatch):
     from whisper_eas.network import quantize
 
-    for capability, expected in (("AVX512", "pack"), ("AVX512_BF16", "pack"), ("AVX2", "fbgemm"), ("DEFAULT", "fbgemm")):
+    try:
+        for capability, expected in (("AVX512", "pack"), ("AVX512_BF16", "pack"), ("AVX2", "fbgemm"),
+                                     ("DEFAULT", "fbgemm")):
+            quantize.int8_kernel.cache_clear()
+            monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+            if expected == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
+                expected = "pack"
+            assert quantize.int8_kernel("cpu") == expected
+        assert quantize.int8_kernel("cuda") == "pack"
+    finally:  # the answer for a faked CPU must not outlive the test
         quantize.int8_kernel.cache_clear()
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-        if expected == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
-            expected = "pack"
-        assert quantize.int8_kernel("cpu") == expected
-    assert quantize.int8_kernel("cuda") == "pack"
-    quantize.int8_kernel.cache_clear()
 
 
 def test_both_int8_kernels_compute_the_same_product(monkeypatch):

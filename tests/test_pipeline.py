@@ -12,15 +12,10 @@ import pytest
 
 from whisper_eas import EVAL_OPTIONS, FileWindows, TranscribeOptions, Window, WindowSource
 from whisper_eas.errors import JobCancelled, OptionsError
-from whisper_eas.io.audio import N_FRAMES, SAMPLE_RATE, load_audio
+from whisper_eas.io.audio import N_FRAMES, SAMPLE_RATE
 from whisper_eas.network.decoding import Decoder, DecodingResult
 from whisper_eas.pipeline import runner as runner_module
 from whisper_eas.pipeline.runner import Job, Runner
-
-
-@pytest.fixture(scope="module")
-def jfk_audio(jfk):
-    return load_audio(jfk)
 
 
 class Recording(WindowSource):

@@ -503,11 +503,14 @@ def test_a_long_job_gets_a_fair_share_of_compute_not_a_window_in_every_round():
         long = scheduler.submit(_FakeJob("long", 0.04, 1000, None), loop)
         shorts = [scheduler.submit(_FakeJob(f"s{i}", 0.005, 1, None), loop) for i in range(4)]
         scheduler.start()
+        deadline = time.monotonic() + 60
         for n in range(4, 160):  # keep four short ones in flight
             while sum(not t.finished for t in shorts) >= 4:
+                assert time.monotonic() < deadline, "the scheduler stalled"
                 time.sleep(0.0005)
             shorts.append(scheduler.submit(_FakeJob(f"s{n}", 0.005, 1, None), loop))
         while sum(not t.finished for t in shorts):
+            assert time.monotonic() < deadline, "the scheduler stalled"
             time.sleep(0.0005)
         busy = [r for r in fake.rounds if any(n != "long" for n in r)]
         with_long = sum("long" in r for r in busy)
