@@ -94,8 +94,8 @@ def as_samples(source) -> np.ndarray:
                          "or int16, int32, int8 or uint8 PCM")
     audio = audio.astype(np.float32, copy=False)
     if audio.ndim == 2:
-        short, long = sorted(audio.shape)
-        if not (1 <= short <= MAX_CHANNELS and long >= 100 * short):
+        short = min(audio.shape)
+        if _samples_per_channel(audio.shape) is None:
             raise AudioError(f"{name}: a {audio.shape[0]} x {audio.shape[1]} array is not (channels, samples) or "
                              f"(samples, channels) with 1 to {MAX_CHANNELS} channels")
         audio = audio.mean(axis=0 if audio.shape[0] == short else 1, dtype=np.float32)
@@ -105,6 +105,18 @@ def as_samples(source) -> np.ndarray:
     if not np.isfinite(audio).all():
         raise AudioError(f"{name}: {int((~np.isfinite(audio)).sum())} samples are NaN or infinite")
     return audio
+
+
+def _samples_per_channel(shape) -> Optional[int]:
+    """Samples per channel of an array of this shape when it is a layout `as_samples` reads:
+    samples, or (channels, samples) / (samples, channels) with 1 to MAX_CHANNELS channels."""
+    if len(shape) == 1:
+        return int(shape[0])
+    if len(shape) == 2:
+        short, long = sorted(shape)
+        if 1 <= short <= MAX_CHANNELS and long >= 100 * short:
+            return int(long)
+    return None
 
 
 def _stream_container(source, block_samples: int, raw: Optional[RawFormat] = None,
@@ -206,11 +218,13 @@ def source_name(source: AudioSource) -> str:
 
 def probe_duration(source: AudioSource, raw: Optional[RawFormat] = None) -> Optional[float]:
     """Duration in seconds from the container's header without decoding (None when unknown)."""
-    if is_samples(source):
+    if is_samples(source):  # from the shape alone: no conversion (the real read checks the values)
         try:
-            return len(as_samples(source)) / SAMPLE_RATE
-        except AudioError:  # the real read reports it
+            shape = tuple(np.shape(source))
+        except (ValueError, TypeError):  # a ragged list: the real read reports it
             return None
+        n = _samples_per_channel(shape)
+        return None if n is None else n / SAMPLE_RATE
     if is_stream(source):
         return None  # reading a header would consume the stream
     path = os.fspath(source)
