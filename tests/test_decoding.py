@@ -178,3 +178,13 @@ def test_the_row_by_row_timestamp_grammar_bans_what_the_masked_one_bans_and_retu
         logprobs = rules.apply(rows, seqs, begin)
         assert bool((rows[0, :ts] == NEG).all()) == (boost > 0)
         assert logprobs is not None and torch.allclose(logprobs, rows.log_softmax(dim=-1), equal_nan=True)
+        # the accelerators' whole-batch form of the text ban gives the same logits and log-probabilities
+        masked = base.clone()
+        masked[[0, 3], ts:] += boost
+        masked[:, tok.no_timestamps] = NEG
+        rules._grammar_masked(masked, seqs[:, begin:])
+        before = masked.log_softmax(dim=-1)
+        banned = before[:, ts:].logsumexp(dim=-1) > before[:, :ts].max(dim=-1).values
+        masked_logprobs = rules._ban_text_masked(masked, banned, before)
+        assert torch.equal(masked == NEG, rows == NEG)
+        assert torch.allclose(masked_logprobs, logprobs, equal_nan=True)

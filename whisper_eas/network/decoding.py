@@ -122,6 +122,8 @@ class ApplyTimestampRules(LogitFilter):
         ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)
         best_text = logprobs[:, :ts_begin].max(dim=-1).values
         text_banned = ts_mass > best_text
+        if logits.device.type != "cpu":
+            return self._ban_text_masked(logits, text_banned, logprobs)
         if not bool(text_banned.any()):
             # the logits are final: these are the log-probabilities the loop would compute
             return logprobs if logits.dtype == torch.float32 else None
@@ -135,6 +137,15 @@ class ApplyTimestampRules(LogitFilter):
         for row in rows:
             logprobs[row : row + 1] = logits[row : row + 1].log_softmax(dim=-1)
         return logprobs
+
+    def _ban_text_masked(self, logits: Tensor, text_banned: Tensor, logprobs: Tensor) -> Optional[Tensor]:
+        """Ban text in the `text_banned` rows and return the final log-probabilities, as
+        whole-batch operations with no host round trip (for accelerators; the CPU bans row by
+        row and recomputes only those rows)."""
+        logits[:, : self.ts_begin].masked_fill_(text_banned[:, None], NEG_INF)
+        if logits.dtype != torch.float32:
+            return None
+        return torch.where(text_banned[:, None], logits.log_softmax(dim=-1), logprobs)
 
     def _grammar_by_row(self, logits: Tensor, seq: Tensor) -> None:
         """The pair and monotonicity rules, row by row with slice fills. On a CPU a decoding
