@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from ..errors import OptionsError
 from ..io.profiles import Profile, load_profile
@@ -108,7 +108,7 @@ def add_decoding_flags(p, preset: Optional[TranscribeOptions], language: bool = 
     temps = None if preset is None else preset.temperature
     flag(g, "--temperature", type=float, default=UNSET if temps is None else temps[0])
     flag(g, "--temperature-increment-on-fallback", type=optional_float,
-         default=UNSET if temps is None else round(temps[1] - temps[0], 4) if len(temps) > 1 else None,
+         default=UNSET if temps is None else fallback_step(temps),
          help="step up the temperature when decoding fails the thresholds ('none' disables)")
     flag(g, "--seed", type=int, default=default("seed"),
          help=f"of the draws when falling back to temperature > 0: the same seed, the same output (default: {default('seed')})")
@@ -211,11 +211,16 @@ def temperatures(args, preset: TranscribeOptions = TranscribeOptions()) -> Tuple
     if first is UNSET:
         first = preset.temperature[0]
     if step is UNSET:
-        step = round(preset.temperature[1] - preset.temperature[0], 4) if len(preset.temperature) > 1 else None
+        step = fallback_step(preset.temperature)
     return fallback_temperatures(first, step)
 
 
-FALLBACK_STEP = round(TranscribeOptions().temperature[1] - TranscribeOptions().temperature[0], 4)
+def fallback_step(temperatures: Sequence[float]) -> Optional[float]:
+    """The step between the temperatures tried in turn (None: a single temperature, no fallback)."""
+    return round(temperatures[1] - temperatures[0], 4) if len(temperatures) > 1 else None
+
+
+FALLBACK_STEP = fallback_step(TranscribeOptions().temperature)
 
 
 def fallback_temperatures(start: float, step: Optional[float] = FALLBACK_STEP) -> Tuple[float, ...]:

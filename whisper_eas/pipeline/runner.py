@@ -272,6 +272,7 @@ class Runner:
         t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
         t2 = self._clock()
+        label = "dense" if eas is None else eas.describe()
         for i, ((job, window), result) in enumerate(zip(batch, results)):
             job.info.decoder_steps += steps[i]
             job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
@@ -279,7 +280,7 @@ class Runner:
             job.info.windows += 1
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
                                         else int(audio.x.shape[1]))
-            job.info.eas_windows.append("dense" if eas is None else eas.describe())
+            job.info.eas_windows.append(label)
             self._consume(job, window, result, audio, i)
 
     def _clock(self) -> float:

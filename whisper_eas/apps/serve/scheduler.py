@@ -278,7 +278,5 @@ class Scheduler:
 
     def snapshot(self) -> Dict[str, int]:
         """Counters for /health."""
-        with self._wake:
-            queued = len(self._incoming)
-        return dict(in_flight=len(self.active) + queued, submitted=self.stats.submitted,
+        return dict(in_flight=self.in_flight, submitted=self.stats.submitted,
                     completed=self.stats.completed, failed=self.stats.failed, cancelled=self.stats.cancelled)
