@@ -115,6 +115,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen] = None
+        self.log = None  # the process's output file, closed when it stops
         self.note = ""
 
     def start(self) -> None:
@@ -152,7 +153,8 @@ class Server:
     def _launch(self, cmd: List[str]) -> None:
         import httpx
 
-        log = open(self.folder / f"{self.kind}.log", "w")
+        self.log = open(self.folder / f"{self.kind}.log", "w")
+        log = self.log
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -190,6 +192,9 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 def post(url: str, clip: Clip, timeout: float, client=None):
@@ -449,14 +454,13 @@ def main() -> int:
         for kind in servers:
             server = Server(kind, args, folder)
             print(f"## {kind}: starting", flush=True)
-            try:
-                server.start()
-            except RuntimeError as e:
-                print(f"  {kind} did not start: {e}", flush=True)
-                server.stop()
-                continue
-            print(f"  {server.note}; RSS {server.rss_mb():.0f} MB", flush=True)
-            try:
+            try:  # the server stops on every path: a failed start, an error, Ctrl-C
+                try:
+                    server.start()
+                except RuntimeError as e:
+                    print(f"  {kind} did not start: {e}", flush=True)
+                    continue
+                print(f"  {server.note}; RSS {server.rss_mb() or 0:.0f} MB", flush=True)
                 for mode in modes:
                     if mode == "interference":
                         if kind not in args.interference_servers.split(","):
