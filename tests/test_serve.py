@@ -119,6 +119,23 @@ def model(profiles_home):
     return WhisperModel("tiny.en")
 
 
+@pytest.fixture
+def cli(cli, model, monkeypatch):
+    """The command line as the conftest runs it, but on the server's model (the default compute
+    type and EAS), so that "what the command line gives" compares the same model."""
+    import whisper_eas.pipeline.whisper
+
+    other = whisper_eas.pipeline.whisper.WhisperModel  # the conftest's stand-in: loads any other model
+
+    def factory(name="tiny.en", device="cpu", compute_type="default", cpu_threads=0, **kwargs):
+        if (name, device, compute_type, kwargs) == ("tiny.en", "cpu", "default", {}):
+            return model
+        return other(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads, **kwargs)
+
+    monkeypatch.setattr(whisper_eas.pipeline.whisper, "WhisperModel", factory)
+    return cli
+
+
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
     """tiny.en as `whisper-eas serve` runs it by default (the shipped EAS profile), with a key."""
