@@ -660,3 +660,10 @@ def test_serve_without_the_extra_says_how_to_install_it(cli, monkeypatch):
 def test_serve_with_a_model_that_cannot_load_says_so_and_exits_2(cli, tmp_path):
     code, out, err = cli("serve", "--model", str(tmp_path / "no-such-model"), "--port", _free_port(), "-q")
     assert code == 2 and "no-such-model" in err.splitlines()[-1]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_2(cli):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, out, err = cli("serve", "--port", port)
+    assert code == 2 and err.strip().count("\n") == 0 and f"127.0.0.1:{port}" in err and "Traceback" not in err

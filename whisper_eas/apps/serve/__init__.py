@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import sys
 
 from ...errors import OptionsError, UserError
@@ -84,15 +85,23 @@ def run(args) -> int:
         failure.append(error)
         server.should_exit = True
 
-    app = create_app(config, load, on_load_error=failed)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"
-                                           if args.quiet else "info", timeout_graceful_shutdown=5))
-    note(f"serving OpenAI's audio API on http://{_url_host(args.host)}:{args.port}/v1 "
-         f"(model {args.model}; /health says when it is loaded)")
-    server.run()
+    # the address is taken before anything starts, so a port in use is one line and the model
+    # is never loaded for nothing
+    try:
+        listener = socket.create_server((args.host, args.port),
+                                        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as e:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    with listener:
+        app = create_app(config, load, on_load_error=failed)
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"
+                                               if args.quiet else "info", timeout_graceful_shutdown=5))
+        note(f"serving OpenAI's audio API on http://{_url_host(args.host)}:{args.port}/v1 "
+             f"(model {args.model}; /health says when it is loaded)")
+        server.run(sockets=[listener])
     if failure:
         raise failure[0]
-    if not server.started:  # e.g. the port is taken: uvicorn said why on stderr
+    if not server.started:  # uvicorn said why on stderr
         print("whisper-eas: error: the server could not start", file=sys.stderr)
         return 1
     return 0
