@@ -568,12 +568,14 @@ def test_every_command_in_the_readme_usage_block_runs(cli, jfk, tmp_path, monkey
 
 # -- the real console script ----------------------------------------------------------------
 
-def _console(*args, timeout=180):
+def _console(*args, timeout=180, input=None):
+    """The installed `whisper-eas ARGS...` -> CompletedProcess; `input` (bytes) is piped to its
+    stdin, else stdin is empty and the output is text."""
     exe = shutil.which("whisper-eas")
     cmd = [exe] if exe else [sys.executable, "-m", "whisper_eas"]
     env = {k: v for k, v in os.environ.items() if k != "WHISPER_EAS_DEBUG"}
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                          env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=input is None, timeout=timeout,
+                          env=env, input=input, stdin=subprocess.DEVNULL if input is None else None)
 
 
 def test_console_batch_stdout_no_progress_bar_and_failures_listed(jfk, bad_files, tmp_path):
@@ -597,10 +599,8 @@ def test_console_batch_stdout_no_progress_bar_and_failures_listed(jfk, bad_files
 def test_console_reads_audio_piped_to_stdin(jfk, tmp_path, raw):
     """A real pipe (not seekable): `cat talk.flac | whisper-eas transcribe -`, and raw PCM."""
     data = _jfk_as_raw(jfk, tmp_path / "jfk.raw", 8000, 2).read_bytes() if raw else Path(jfk).read_bytes()
-    exe = shutil.which("whisper-eas")
-    cmd = ([exe] if exe else [sys.executable, "-m", "whisper_eas"]) + ["transcribe", "-"]
-    cmd += ["--raw", "--sample-rate", "8000", "--channels", "2"] if raw else []
-    p = subprocess.run(cmd, input=data, capture_output=True, timeout=300)
+    flags = ["--raw", "--sample-rate", "8000", "--channels", "2"] if raw else []
+    p = _console("transcribe", "-", *flags, input=data, timeout=300)
     assert p.returncode == 0 and p.stderr == b"", p.stderr
     words = set(norm(p.stdout.decode()).split())
     assert len(words & set(norm(JFK_SENTENCE).split())) >= len(set(norm(JFK_SENTENCE).split())) - 1
