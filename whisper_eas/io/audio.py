@@ -376,13 +376,13 @@ class AudioWindows:
         features[:, :n_frames] = mel
         return features, n_frames
 
-    def peak(self, start_frame: int, n_frames: int) -> float:
-        """The largest absolute sample of the `n_frames` frames from `start_frame` (0.0 for
-        digital silence)."""
+    def inaudible(self, start_frame: int, n_frames: int) -> bool:
+        """True when every sample of the `n_frames` frames from `start_frame` stays under
+        INAUDIBLE (-80 dBFS): digital silence, nothing to decode."""
         lo = max(start_frame * HOP_LENGTH - self._buf_start, 0)
         hi = max((start_frame + n_frames) * HOP_LENGTH - self._buf_start, lo)
         part = self._buf[lo:hi]
-        return float(np.abs(part).max()) if len(part) else 0.0
+        return (float(np.abs(part).max()) if len(part) else 0.0) < INAUDIBLE
 
     def _samples(self, lo: int, hi: int) -> np.ndarray:
         """Samples [lo, hi) of the clip with 160 zeros appended, reflect-padded at both ends the

@@ -43,7 +43,7 @@ import numpy as np
 from torch import Tensor
 
 from ..errors import AudioError
-from ..io.audio import (HOP_LENGTH, INAUDIBLE, SAMPLE_RATE, AudioSource, AudioWindows, RawFormat, probe_duration,
+from ..io.audio import (HOP_LENGTH, SAMPLE_RATE, AudioSource, AudioWindows, RawFormat, probe_duration,
                         source_name, stream_audio)
 from ..io.vad import VadOptions, quietest_cut
 
@@ -151,7 +151,7 @@ class FileWindows(WindowSource):
             return []
         features, n = self._windows.window(self.seek)
         self._waiting = True
-        quiet = self._windows.peak(self.seek, n) < INAUDIBLE
+        quiet = self._windows.inaudible(self.seek, n)
         return [Window(features, n, self.seek, self.seek * HOP_LENGTH / SAMPLE_RATE, inaudible=quiet)]
 
     def advance(self, window: Window, consumed_frames: int) -> None:
@@ -198,7 +198,7 @@ class _Chunk:
         self.waiting = True
         return Window(features, n, self.start // HOP_LENGTH + self.seek, start + self.seek * HOP_LENGTH / SAMPLE_RATE,
                       stream=self.index, end=start + self.n_samples / SAMPLE_RATE,
-                      inaudible=self.windows.peak(self.seek, n) < INAUDIBLE)
+                      inaudible=self.windows.inaudible(self.seek, n))
 
     def advance(self, consumed_frames: int) -> None:
         self.seek += consumed_frames
