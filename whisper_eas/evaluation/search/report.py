@@ -106,13 +106,14 @@ def make_profile(outcome: Outcome):
                "dataset": outcome.settings.dataset, "utterances": outcome.utterances,
                "audio_seconds": _r(outcome.audio_seconds, 1),
                "budget": p.budget, "budget_relative": p.relative, "allowed": _r(p.allowed), "dense": p.is_dense}
-    profile = Profile(model=m.name, fingerprint=m.fingerprint, device="cuda" if m.device.startswith("cuda") else "cpu",
-                      eas=eas, dtype=m.dtype, metrics=metrics, hardware=m.hardware, dataset=outcome.settings.dataset,
-                      created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    dataset = outcome.settings.dataset
     if outcome.settings.role == "speech":  # a search on long recordings: its pick is for windows full of speech
-        profile.eas, profile.metrics, profile.dataset = None, {}, ""
-        profile.eas_speech, profile.metrics_speech, profile.dataset_speech = eas, metrics, outcome.settings.dataset
-    return profile
+        role = dict(eas=None, metrics={}, dataset="", eas_speech=eas, metrics_speech=metrics, dataset_speech=dataset)
+    else:
+        role = dict(eas=eas, metrics=metrics, dataset=dataset)
+    return Profile(model=m.name, fingerprint=m.fingerprint, device="cuda" if m.device.startswith("cuda") else "cpu",
+                   dtype=m.dtype, hardware=m.hardware,
+                   created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), **role)
 
 
 def write_outputs(outcome: Outcome, out_dir: Path, plots: bool = True) -> List[Path]:
