@@ -188,3 +188,71 @@ def test_the_row_by_row_timestamp_grammar_bans_what_the_masked_one_bans_and_retu
         masked_logprobs = rules._ban_text_masked(masked, banned, before)
         assert torch.equal(masked == NEG, rows == NEG)
         assert torch.allclose(masked_logprobs, logprobs, equal_nan=True)
+
+
+def _stream_windows(tiny, jfk):
+    """Windows of different lengths, encoded with the padding rule: their encoder token counts
+    (and so their cross-attention keys) differ."""
+    from whisper_eas.network.eas import parse_eas
+
+    eas = parse_eas("-1:0 pad=32")
+    windows = [AudioWindows(jfk).window(s) for s in (0, 300, 500, 800)]
+    windows[1] = (windows[1][0], 250)  # a 2.5-s window
+    return [tiny.encode(f[None], [n], eas) for f, n in windows]
+
+
+def test_windows_that_join_a_greedy_stream_mid_flight_get_the_tokens_they_get_alone(tiny, jfk):
+    """Rows that join at different steps (so at different positions), with different encoder
+    lengths and a prompt of a different length, decode as each does in a batch of its own."""
+    from whisper_eas.network.model import TokenSet
+
+    tok = tiny.tokenizer
+    dec = Decoder(tiny.model, tok, DecodingOptions())
+    audio = _stream_windows(tiny, jfk)
+    assert len({a.x.shape[1] for a in audio}) == 4
+    initial = [dec.initial_tokens(), dec.initial_tokens(), dec.initial_tokens(tok.encode(" Fellow citizens.")),
+               dec.initial_tokens()]
+    alone = [dec.run(a, [i])[0] for a, i in zip(audio, initial)]
+    stream = dec.stream()
+    joins = {0: [0], 2: [1, 2], 5: [3]}  # step -> rows that join before it
+    got, step = {}, 0
+    while step == 0 or len(stream):
+        if step in joins:
+            rows = joins[step]
+            stream.join(TokenSet.concat([audio[r] for r in rows]), [initial[r] for r in rows], rows)
+        got.update(dict(stream.step()))
+        step += 1
+        assert step < 500
+    assert sorted(got) == [0, 1, 2, 3]
+    for r, want in enumerate(alone):
+        assert got[r].tokens == want.tokens, r
+        assert got[r].avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
+        assert got[r].no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-5)
+        assert got[r].text == want.text and got[r].temperature == 0.0
+
+
+def test_a_row_dropped_from_a_stream_leaves_the_others_as_they_were(tiny, jfk):
+    from whisper_eas.network.model import TokenSet
+
+    dec = Decoder(tiny.model, tiny.tokenizer, DecodingOptions())
+    audio = _stream_windows(tiny, jfk)[:3]
+    alone = [dec.run(a, [dec.initial_tokens()])[0] for a in audio]
+    stream = dec.stream()
+    stream.join(TokenSet.concat(audio[:2]), [dec.initial_tokens()] * 2, ["a", "gone"])
+    got = dict(stream.step())
+    stream.join(audio[2], [dec.initial_tokens()], ["c"])
+    stream.drop(lambda tag: tag == "gone")
+    assert len(stream) == 2
+    while len(stream):
+        got.update(dict(stream.step()))
+    assert "gone" not in got
+    assert got["a"].tokens == alone[0].tokens and got["c"].tokens == alone[2].tokens
+
+
+def test_a_stream_decodes_greedily_only(tiny):
+    from whisper_eas.errors import OptionsError
+
+    with pytest.raises(OptionsError):
+        Decoder(tiny.model, tiny.tokenizer, DecodingOptions(temperature=0.2)).stream()
+    with pytest.raises(OptionsError):
+        Decoder(tiny.model, tiny.tokenizer, DecodingOptions(beam_size=2)).stream()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -283,9 +283,10 @@ class Decoder:
         device = audio.x.device
         tokens = torch.tensor(initial, device=device)
         hidden = self.model.decoder(tokens, cache)
-        sot_logits = self.model.decoder.logits(hidden[:, sot_index]).float()
-        no_speech = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].tolist()
         logits = self.model.decoder.logits(hidden[:, -1]).float()
+        # the start of transcript is often the last initial token: then its logits are those
+        sot_logits = logits if sot_index == tokens.shape[1] - 1 else self.model.decoder.logits(hidden[:, sot_index]).float()
+        no_speech = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].tolist()
         return cache, tokens, logits, no_speech
 
     def _next_logits(self, cache: DecoderCache, last: Tensor) -> Tensor:
@@ -338,6 +339,10 @@ class Decoder:
             seq = rows[r][: int(lengths[r])]
             results.append((seq, float(sum_logprobs[r]), no_speech[r]))
         return [results[i * repeats : (i + 1) * repeats] for i in range(n_rows // repeats)]
+
+    def stream(self) -> "GreedyStream":
+        """A greedy decoding batch that windows can join while it runs (see GreedyStream)."""
+        return GreedyStream(self)
 
     def _beam_search(self, audio, initial, sot_index):
         """openai-whisper's beam search: each beam proposes its beam_size + 1 best tokens; the
@@ -423,3 +428,135 @@ class Decoder:
             tokens=seq, text=text, avg_logprob=lp / (len(seq) + 1), no_speech_prob=no_speech,
             temperature=self.options.temperature, compression_ratio=compression_ratio(text), sum_logprob=lp,
         )
+
+
+class GreedyStream:
+    """Greedy decoding (temperature 0, no beams) of windows that join while others are under way:
+    a server's requests arriving mid-flight start decoding at the next step instead of waiting
+    for the batch's longest window to end. Each row keeps its own position in the decoder's
+    cache (`DecoderCache.join`); every `step` decodes one token for all rows at once and hands
+    back the rows that ended. Each row gets what `Decoder.run` gives it at temperature 0 in a
+    batch of its own (up to the float rounding of batched matrix products): the same logit rules,
+    applied to the rows that are at the same point of their sequence together, the same stopping
+    rule and the same result fields.
+
+    A decoder step costs about the same for one row as for several (it is mostly reading the
+    weights), so rows that join a stream in flight are decoded nearly for free; a batch that
+    waits for its longest row runs its last steps with one row."""
+
+    def __init__(self, decoder: Decoder):
+        opts = decoder.options
+        if opts.temperature != 0 or (opts.beam_size or 1) > 1:
+            raise OptionsError("a decoding stream is greedy: temperature 0, no beam search")
+        self.decoder = decoder
+        self._clear()
+
+    def _clear(self) -> None:
+        self.tags: List[object] = []  # per row: the caller's tag, handed back with its result
+        self.seqs: List[List[int]] = []  # per row: its tokens so far, the initial ones first
+        self.begins: List[int] = []  # per row: where its sampled tokens start in seqs
+        self.no_speech: List[float] = []
+        self.sum_logprobs: Optional[Tensor] = None  # (B,) float32, as Decoder.run sums them
+        self.cache: Optional[DecoderCache] = None
+        self.logits: Optional[Tensor] = None  # (B, V): each row's next-token logits
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def join(self, audio: TokenSet, initial: List[List[int]], tags: Sequence[object]) -> None:
+        """Start decoding `audio`'s rows, each from its initial tokens; `tags` name them in the
+        results of `step`."""
+        by_length: Dict[int, List[int]] = {}
+        for i, seq in enumerate(initial):
+            by_length.setdefault(len(seq), []).append(i)
+        for rows in by_length.values():
+            part = audio.select(torch.tensor(rows, device=audio.x.device)) if len(rows) < len(initial) else audio
+            first = [initial[i] for i in rows]
+            cache, _, logits, no_speech = self.decoder._start(part, first, first[0].index(self.decoder.tokenizer.sot), 1)
+            zeros = torch.zeros(len(rows), device=logits.device)
+            if self.cache is None:
+                self.cache, self.logits, self.sum_logprobs = cache, logits, zeros
+            else:
+                self.cache.join(cache)
+                self.logits = torch.cat([self.logits, logits])
+                self.sum_logprobs = torch.cat([self.sum_logprobs, zeros])
+            self.tags += [tags[i] for i in rows]
+            self.seqs += [list(initial[i]) for i in rows]
+            self.begins += [len(initial[i]) for i in rows]
+            self.no_speech += no_speech
+
+    def step(self) -> List[Tuple[object, DecodingResult]]:
+        """One token for every row; returns (tag, result) of the rows that ended (end-of-text, or
+        the sample length reached), which leave the stream."""
+        if not self.tags:
+            return []
+        dec, tok = self.decoder, self.decoder.tokenizer
+        logits, device = self.logits, self.logits.device
+        filters = dec.filters(device)
+        cohorts: Dict[Tuple[int, int], List[int]] = {}  # rows at the same point of their sequences
+        for r, (seq, begin) in enumerate(zip(self.seqs, self.begins)):
+            cohorts.setdefault((begin, len(seq)), []).append(r)
+        if len(cohorts) == 1:
+            logprobs = self._filter(logits, self.seqs, self.begins[0], filters)
+        else:
+            logprobs = torch.empty_like(logits, dtype=torch.float32)
+            for (begin, _), rows in cohorts.items():
+                index = torch.tensor(rows, device=device)
+                part = logits.index_select(0, index)
+                logprobs[index] = self._filter(part, [self.seqs[r] for r in rows], begin, filters)
+                logits[index] = part
+        next_tokens = logits.argmax(dim=-1)
+        self.sum_logprobs += logprobs.gather(1, next_tokens[:, None])[:, 0]
+        ended, keep = [], []
+        for r, t in enumerate(next_tokens.tolist()):
+            self.seqs[r].append(t)
+            if t == tok.eot or len(self.seqs[r]) - self.begins[r] >= dec.sample_len:
+                ended.append(r)
+            else:
+                keep.append(r)
+        results = []
+        if ended:
+            sums = self.sum_logprobs.tolist()
+            for r in ended:
+                sampled = self.seqs[r][self.begins[r]:]
+                results.append((self.tags[r], dec._best([(sampled, sums[r], self.no_speech[r])])))
+            if not keep:
+                self._clear()
+                return results
+            next_tokens = self._keep(keep, next_tokens)
+        self.logits = dec._next_logits(self.cache, next_tokens)
+        return results
+
+    def drop(self, which: Callable[[object], bool]) -> None:
+        """Take the rows whose tag `which` names out of the stream, unfinished (a request whose
+        client went away)."""
+        keep = [r for r, tag in enumerate(self.tags) if not which(tag)]
+        if len(keep) == len(self.tags):
+            return
+        if not keep:
+            self._clear()
+            return
+        self.logits = self.logits[torch.tensor(keep, device=self.logits.device)]
+        self._keep(keep)
+
+    def _keep(self, keep: List[int], next_tokens: Optional[Tensor] = None) -> Optional[Tensor]:
+        index = torch.tensor(keep, device=self.sum_logprobs.device)
+        self.cache.select(index)
+        self.sum_logprobs = self.sum_logprobs[index]
+        for name in ("tags", "seqs", "begins", "no_speech"):
+            values = getattr(self, name)
+            setattr(self, name, [values[r] for r in keep])
+        lengths = self.cache.row_lengths
+        if lengths is not None and bool((lengths == lengths[0]).all()):  # in step again: the plain path
+            self.cache.row_lengths, self.cache.length = None, int(lengths[0])
+        return None if next_tokens is None else next_tokens[index]
+
+    @staticmethod
+    def _filter(logits: Tensor, seqs: List[List[int]], begin: int, filters: List[LogitFilter]) -> Tensor:
+        """The logit rules on rows at the same point of their sequences, in place; their
+        log-probabilities."""
+        history = torch.tensor(seqs, device=logits.device)
+        logprobs = None
+        for f in filters:
+            logprobs = f.apply(logits, history, begin)
+        return logits.log_softmax(dim=-1) if logprobs is None else logprobs

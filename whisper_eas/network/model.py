@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -236,14 +236,23 @@ def decoder_attention(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = 
 
 class DecoderCache:
     """Per-window decoder state: self-attention K/V preallocated to the text context, and the
-    cross-attention K/V of the encoder tokens, computed once."""
+    cross-attention K/V of the encoder tokens, computed once.
+
+    Rows that joined at different times (`join`) each have their own position (`row_lengths`);
+    then every entry before `length` holds a number, a row's own K/V up to its position and
+    zeros after it (masked out), so that masking never meets uninitialised memory. Their
+    cross-attention K/V stay in the groups they joined in (`groups`), each as long as its own
+    encoder tokens: reading them is most of a step's memory traffic, and padding every row to
+    the longest would multiply it."""
 
     def __init__(self, self_k: Tensor, self_v: Tensor, cross_k: List[Tensor], cross_v: List[Tensor],
                  cross_bias: Optional[Tensor]):
         self.self_k, self.self_v = self_k, self_v  # (layers, B, H, n_ctx, dh)
         self.cross_k, self.cross_v = cross_k, cross_v  # per layer (B, H, k, dh)
         self.cross_bias = cross_bias  # (B, 1, 1, k) or None
-        self.length = 0  # positions filled
+        self.length = 0  # positions filled (of every row; of the longest row with row_lengths)
+        self.row_lengths: Optional[Tensor] = None  # (B,) positions filled per row, once rows joined at different times
+        self.groups: Optional[List[CrossGroup]] = None  # the rows' cross K/V in consecutive groups, once rows joined
 
     @property
     def batch_size(self) -> int:
@@ -251,12 +260,85 @@ class DecoderCache:
 
     def select(self, index: Tensor) -> None:
         """Keep/reorder batch rows (beam search, dropping finished items)."""
+        if self.row_lengths is not None:
+            self.row_lengths = self.row_lengths.index_select(0, index)
+            self.length = int(self.row_lengths.max()) if index.numel() else 0
         self.self_k = _select_prefix(self.self_k, index, self.length)
         self.self_v = _select_prefix(self.self_v, index, self.length)
+        if self.groups is not None:  # `index` keeps rows in order (GreedyStream drops finished ones)
+            self.groups = CrossGroup.select(self.groups, index)
+            return
         self.cross_k = [k.index_select(0, index) for k in self.cross_k]
         self.cross_v = [v.index_select(0, index) for v in self.cross_v]
         if self.cross_bias is not None:
             self.cross_bias = self.cross_bias.index_select(0, index)
+
+    def cross_attention(self, q: Tensor, layer: int) -> Tensor:
+        """Attention of the queries `q` (B, H, n, dh) over each row's encoder tokens."""
+        if self.groups is None:
+            return decoder_attention(q, self.cross_k[layer], self.cross_v[layer], self.cross_bias)
+        parts, start = [], 0
+        for g in self.groups:
+            parts.append(decoder_attention(q[start : start + g.rows], g.k[layer], g.v[layer], g.bias))
+            start += g.rows
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def lengths(self) -> Tensor:
+        """(B,) positions filled per row."""
+        if self.row_lengths is not None:
+            return self.row_lengths
+        return torch.full((self.batch_size,), self.length, dtype=torch.long, device=self.self_k.device)
+
+    def join(self, other: "DecoderCache") -> None:
+        """Append `other`'s rows (windows that start decoding while these rows are under way):
+        each row keeps its own position, and `other`'s cross-attention K/V become new groups."""
+        lengths = torch.cat([self.lengths(), other.lengths()])
+        groups = self._cross_groups() + other._cross_groups()
+        n = max(self.length, other.length)
+        shape = (self.self_k.shape[0], self.batch_size + other.batch_size) + self.self_k.shape[2:]
+        b = self.batch_size
+        new_k, new_v = self.self_k.new_empty(shape), self.self_v.new_empty(shape)
+        for new, mine, theirs in ((new_k, self.self_k, other.self_k), (new_v, self.self_v, other.self_v)):
+            new[:, :b, :, : self.length] = mine[:, :, :, : self.length]
+            new[:, b:, :, : other.length] = theirs[:, :, :, : other.length]
+            # a row's positions beyond its own are masked, and must hold numbers: -inf + NaN is NaN
+            new[:, :b, :, self.length : n] = 0
+            new[:, b:, :, other.length : n] = 0
+        self.self_k, self.self_v = new_k, new_v
+        self.groups = groups
+        self.cross_k = self.cross_v = []
+        self.cross_bias = None
+        self.row_lengths, self.length = lengths, n
+
+    def _cross_groups(self) -> List["CrossGroup"]:
+        if self.groups is not None:
+            return self.groups
+        return [CrossGroup(self.batch_size, self.cross_k, self.cross_v, self.cross_bias)]
+
+
+@dataclass
+class CrossGroup:
+    """Consecutive rows of a decoder cache that share one cross-attention K/V tensor per layer."""
+
+    rows: int
+    k: List[Tensor]  # per layer (rows, H, k, dh)
+    v: List[Tensor]
+    bias: Optional[Tensor]  # (rows, 1, 1, k) or None
+
+    @staticmethod
+    def select(groups: List["CrossGroup"], index: Tensor) -> List["CrossGroup"]:
+        """The groups of the rows `index` (increasing); emptied groups go."""
+        kept, start, out = index.tolist(), 0, []
+        for g in groups:
+            local = [r - start for r in kept if start <= r < start + g.rows]
+            start += g.rows
+            if len(local) == g.rows:
+                out.append(g)
+            elif local:
+                i = torch.tensor(local, device=g.k[0].device)
+                out.append(CrossGroup(len(local), [k.index_select(0, i) for k in g.k], [v.index_select(0, i) for v in g.v],
+                                      None if g.bias is None else g.bias.index_select(0, i)))
+        return out
 
 
 def _select_prefix(cache: Tensor, index: Tensor, n: int) -> Tensor:
@@ -279,29 +361,43 @@ class DecoderBlock(nn.Module):
         self.mlp_ln = nn.LayerNorm(n_state)
         self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
 
-    def cross_keys_values(self, audio: Tensor):
-        k, v = self.cross_kv(audio).chunk(2, dim=-1)
+    def cross_keys_values(self, audio: Tensor, valid: Optional[Tensor] = None):
+        """The cross-attention K/V of the encoder tokens `audio` (B, k, d). With `valid` (B, k),
+        only those tokens are projected; the others (batch padding, masked out by the key bias)
+        get zeros."""
+        if valid is None:
+            kv = self.cross_kv(audio)
+        else:
+            kv = audio.new_zeros(audio.shape[:2] + (self.cross_kv.out_features,))
+            kv[valid] = self.cross_kv(audio[valid])
+        k, v = kv.chunk(2, dim=-1)
         return _split_heads(k, self.n_head).contiguous(), _split_heads(v, self.n_head).contiguous()
 
     def forward(self, x: Tensor, cache: DecoderCache, layer: int, start: int,
-                cross_probs: Optional[list] = None) -> Tensor:
+                cross_probs: Optional[list] = None, rows: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
+        """`rows` (one new token per row, rows at their own positions): (row index, each row's
+        position, the attention bias that hides every row's positions beyond its own)."""
         n = x.shape[1]
         end = start + n
         q, k, v = (_split_heads(t, self.n_head) for t in self.attn.qkv(self.attn_ln(x)).chunk(3, dim=-1))
-        cache.self_k[layer, :, :, start:end] = k
-        cache.self_v[layer, :, :, start:end] = v
+        if rows is not None:
+            index, position, mask = rows
+            cache.self_k[layer, index, :, position] = k[:, :, 0]
+            cache.self_v[layer, index, :, position] = v[:, :, 0]
+            end = mask.shape[-1]
+        else:
+            cache.self_k[layer, :, :, start:end] = k
+            cache.self_v[layer, :, :, start:end] = v
+            # one new token sees every cached position; a prompt is causal within its new positions
+            mask = None if n == 1 else torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
         keys, values = cache.self_k[layer, :, :, :end], cache.self_v[layer, :, :, :end]
-        if n == 1:
-            mask = None
-        else:  # a prompt: causal within the new positions, full view of the cached ones
-            mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
         x = x + self.attn.out(_merge_heads(decoder_attention(q, keys, values, mask)))
 
         q = _split_heads(self.cross_q(self.cross_attn_ln(x)), self.n_head)
-        ck, cv = cache.cross_k[layer], cache.cross_v[layer]
         if cross_probs is None:
-            h = decoder_attention(q, ck, cv, cache.cross_bias)
+            h = cache.cross_attention(q, layer)
         else:  # word timestamps need the cross-attention weights themselves
+            ck, cv = cache.cross_k[layer], cache.cross_v[layer]
             logits = (q @ ck.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
             if cache.cross_bias is not None:
                 logits = logits + cache.cross_bias
@@ -327,7 +423,12 @@ class TextDecoder(nn.Module):
         b = audio.x.shape[0]
         h, d = self.dims.n_text_head, self.dims.n_text_state
         shape = (len(self.blocks), b, h, self.dims.n_text_ctx, d // h)
-        cross = [blk.cross_keys_values(audio.x) for blk in self.blocks]
+        valid = None
+        if audio.size is not None:  # rows of different lengths: project only the real tokens
+            valid = audio.size > 0
+            if int(valid.sum()) > 0.9 * valid.numel():
+                valid = None
+        cross = [blk.cross_keys_values(audio.x, valid) for blk in self.blocks]
         return DecoderCache(
             audio.x.new_empty(shape), audio.x.new_empty(shape),
             [k for k, _ in cross], [v for _, v in cross], audio.key_bias,
@@ -337,12 +438,35 @@ class TextDecoder(nn.Module):
         """Feed `tokens` (B, n) at the cache's current position; returns hidden states (B, n, d)."""
         start = cache.length
         n = tokens.shape[1]
+        if cache.row_lengths is not None:  # rows at their own positions: one token each
+            return self._forward_rows(tokens, cache)
         if start + n > self.dims.n_text_ctx:
             raise ValueError(f"decoder context of {self.dims.n_text_ctx} tokens exceeded")
         x = self.token_embedding(tokens) + self.positional_embedding[start : start + n]
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, start, cross_probs)
         cache.length = start + n
+        return self.ln(x)
+
+    def _forward_rows(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        position = cache.row_lengths
+        if tokens.shape[1] != 1:
+            raise ValueError("rows at different positions take one token each")
+        end = int(position.max()) + 1
+        if end > self.dims.n_text_ctx:
+            raise ValueError(f"decoder context of {self.dims.n_text_ctx} tokens exceeded")
+        if end > cache.length:  # a new column: zero for the rows that have not reached it (see join)
+            cache.self_k[:, :, :, cache.length : end] = 0
+            cache.self_v[:, :, :, cache.length : end] = 0
+        index = torch.arange(tokens.shape[0], device=tokens.device)
+        hidden = torch.arange(end, device=tokens.device)[None, :] > position[:, None]  # (B, end)
+        mask = torch.zeros(hidden.shape, dtype=cache.self_k.dtype, device=tokens.device)
+        mask = mask.masked_fill(hidden, float("-inf"))[:, None, None, :]
+        x = self.token_embedding(tokens) + self.positional_embedding[position][:, None]
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i, 0, rows=(index, position, mask))
+        cache.row_lengths = position + 1
+        cache.length = end
         return self.ln(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
