@@ -5,6 +5,7 @@ real tiny.en); batching compares real transcripts."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List
 
 import numpy as np
@@ -374,3 +375,84 @@ def test_a_job_takes_at_most_per_job_windows_of_a_shared_round_and_batches_are_h
     assert handed[0] == ["short"] and short.done  # the 3-s clip's batch ran, and was handed out, first
     runner.round([long], on_batch=lambda jobs: None)
     assert long.info.windows == 1 + 3  # alone, it fills the free slots with its other chunks
+
+
+# -- stream rounds (the server's) ---------------------------------------------------------------
+
+def test_jobs_that_join_stream_rounds_mid_flight_get_what_transcribe_gives_them(tiny, jfk_audio):
+    """Stream rounds with a 33-s file (cut into chunks as `transcribe` cuts it),
+    a clip that joins while the file's first window decodes, and one with word timestamps that
+    joins later: each gets the segments `transcribe` gives it alone, in order, and the runner
+    ends with nothing in flight."""
+    options = tiny.resolve_options(eas="-1:0 pad=32")
+    inputs = {"long": np.concatenate([jfk_audio] * 3), "short": jfk_audio[: 4 * SAMPLE_RATE],
+              "words": jfk_audio[2 * SAMPLE_RATE :]}
+    opts = {"long": options, "short": options, "words": options.replace(word_timestamps=True)}
+    alone, windows = {}, {}
+    for name, audio in inputs.items():
+        segments, info = tiny.transcribe(audio, opts[name], batch_size=4)
+        alone[name] = list(segments)
+        windows[name] = info.windows
+    runner = Runner(tiny, batch_size=4)
+    jobs = {name: Job(i, tiny.window_source(audio, None, opts[name], 4), opts[name], label=name)
+            for i, (name, audio) in enumerate(inputs.items())}
+    for job in jobs.values():
+        runner.start(job)
+    handed, joined, rounds = [], ["long"], 0
+    while not all(job.done for job in jobs.values()):
+        if rounds == 1:
+            joined.append("short")
+            assert runner.rows_in_flight == 1  # the long file's first window is under way
+        if rounds == 3:
+            joined.append("words")
+        runner.stream_round([jobs[n] for n in joined], per_job=1, steps=2,
+                            on_batch=lambda done: handed.extend(j.label for j in done))
+        rounds += 1
+        assert rounds < 500
+    assert runner.rows_in_flight == 0 and set(handed) == set(inputs)
+    for name, job in jobs.items():
+        assert job.error is None, name
+        got = job.pending
+        assert [s.text for s in got] == [s.text for s in alone[name]], name
+        assert [(s.start, s.end) for s in got] == [(s.start, s.end) for s in alone[name]], name
+    assert [job.info.windows for job in jobs.values()] == list(windows.values()) and windows["long"] >= 2
+    words = [w.word for s in jobs["words"].pending for w in s.words]
+    assert words == [w.word for s in alone["words"] for w in s.words]
+
+
+def test_a_cancelled_job_leaves_the_stream_and_the_others_go_on(tiny, jfk_audio):
+    options = tiny.resolve_options(EVAL_OPTIONS)
+    runner = Runner(tiny, batch_size=4)
+    keep, gone = Job(0, FileWindows(jfk_audio), options), Job(1, FileWindows(jfk_audio), options)
+    for job in (keep, gone):
+        runner.start(job)
+    runner.stream_round([keep, gone], per_job=1, steps=1)
+    assert runner.rows_in_flight == 2
+    runner.cancel(gone)
+    assert runner.rows_in_flight == 1 and isinstance(gone.error, JobCancelled)
+    while not keep.done:
+        runner.stream_round([keep], per_job=1, steps=4)
+    alone = list(tiny.transcribe(jfk_audio, options)[0])
+    assert [s.text for s in keep.pending] == [s.text for s in alone]
+
+
+def test_a_window_that_fails_the_thresholds_in_a_stream_falls_back_as_in_a_round(tiny, jfk_audio, monkeypatch):
+    """The greedy result comes from the stream; the fallback temperatures run as `round` runs
+    them, and the window keeps the first result that passes."""
+    from whisper_eas.network import decoding
+
+    real_best = Decoder._best
+
+    def best(self, candidates):  # the greedy attempt scores too low, the sampled ones pass
+        r = real_best(self, candidates)
+        return r if r.temperature > 0 else dataclasses.replace(r, avg_logprob=-5.0)
+
+    monkeypatch.setattr(decoding.Decoder, "_best", best)
+    options = tiny.resolve_options(temperature=(0.0, 0.2), best_of=2, log_prob_threshold=-1.0)
+    runner = Runner(tiny, batch_size=2)
+    job = Job(0, FileWindows(jfk_audio), options)
+    runner.start(job)
+    while not job.done:
+        runner.stream_round([job], per_job=1, steps=8)
+    assert job.error is None and job.pending
+    assert all(s.temperature == 0.2 for s in job.pending)

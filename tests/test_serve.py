@@ -486,6 +486,10 @@ class _FakeJob:
 
 
 class _FakeRunner:
+    """Each round runs one window of each job it is given, cheapest first; nothing stays in flight."""
+
+    rows_in_flight = 0
+
     def __init__(self):
         self.rounds = []
         self.per_job = []  # what each round was told about windows per job
@@ -496,7 +500,9 @@ class _FakeRunner:
     def cancel(self, job):
         job.done = True
 
-    def round(self, jobs, per_job=None, on_batch=None):
+    def stream_round(self, jobs, per_job=None, on_batch=None, steps=None):
+        if not jobs:
+            return
         self.rounds.append(sorted(j.name for j in jobs))
         self.per_job.append(per_job)
         for job in sorted(jobs, key=lambda j: j.cost):  # one batch per job, cheapest first

@@ -33,7 +33,7 @@ import torch
 
 from ..errors import AudioError, JobCancelled, OptionsError
 from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from ..network.decoding import Decoder, DecodingOptions, DecodingResult, detect_language
+from ..network.decoding import Decoder, DecodingOptions, DecodingResult, GreedyStream, detect_language
 from ..network.eas import EASConfig, config_for
 from ..network.model import TokenSet
 from ..network.timing import TIME_PRECISION, add_word_timestamps
@@ -120,6 +120,13 @@ class Runner:
         self.batch_size = batch_size
         self._decoders: Dict[tuple, Decoder] = {}
         self._turn = 0  # which active job takes the first window of the next round
+        self._streams: Dict[tuple, GreedyStream] = {}  # decoder key -> the windows decoding in it (stream rounds)
+        self._in_flight: Dict[int, int] = {}  # id(job) -> its windows in the streams
+
+    @property
+    def rows_in_flight(self) -> int:
+        """Windows under way in stream rounds (see `stream_round`)."""
+        return sum(len(stream) for stream in self._streams.values())
 
     def submit(self, job: Job) -> None:
         """Queue a job: it starts at the next round with a free slot."""
@@ -131,6 +138,9 @@ class Runner:
         as it is."""
         if job in self.queue:
             self.queue.remove(job)
+        for stream in self._streams.values():
+            stream.drop(lambda row: row.job is job)
+        self._in_flight.pop(id(job), None)
         if not job.done:
             job.held, job.first_encoded = [], None
             self._fail(job, JobCancelled(f"{job.label}: cancelled"))
@@ -212,6 +222,101 @@ class Runner:
         made without waiting for the round's long windows (a server's short requests). Without it
         they run in the order the windows were taken, so each job's windows (and its JSON's
         per-window lists) stay in the audio's order."""
+        batches = self._take(jobs, per_job)
+        runs = []
+        for (options, eas), batch in batches.items():
+            # A decoder batch takes up to batch_size windows of one configuration whatever their
+            # lengths (shorter cross-attention keys are masked, which costs little); the encoder
+            # splits it by similar length (_encode). More rows per decoder step is most of what
+            # batching gains: a step's cost is mostly reading the weights, whatever the rows.
+            order = sorted(range(len(batch)), key=lambda i: batch[i][1].frames) if len(batch) > self.batch_size \
+                else list(range(len(batch)))
+            for i in range(0, len(order), self.batch_size):
+                runs.append(([batch[j] for j in sorted(order[i : i + self.batch_size])], eas))
+        if on_batch is not None:  # shortest audio first: decoding time grows with the speech in a window
+            runs.sort(key=lambda r: max(w.frames for _, w in r[0]))
+        for run, eas in runs:
+            self._run(run, eas)
+            if on_batch is not None:
+                on_batch(list({id(job): job for job, _ in run}.values()))
+
+    def stream_round(self, jobs: List[Job], per_job: Optional[int] = None,
+                     on_batch: Optional[Callable[[List[Job]], None]] = None, steps: int = 4) -> None:
+        """A round for a server: windows of `jobs` (at most `per_job` in flight per job, and
+        `batch_size` in all) start decoding in a greedy stream (`GreedyStream`) that keeps the
+        windows already under way, then every stream takes `steps` decoder steps; a window that
+        ends is finished at once (its fallback temperatures, if it fails the thresholds, run
+        right away as in `round`) and its job handed to `on_batch`. Windows that do not decode
+        greedily first (beam search, a first temperature above 0) run as in `round`.
+
+        So a request that arrives while others decode joins them at the next round instead of
+        waiting for the longest of them to end, and the decoder's steps keep as many rows as
+        there are windows in flight: a step costs about the same for one row as for sixteen."""
+        room = self.batch_size - self.rows_in_flight
+        batches = self._take(jobs, per_job, room) if room > 0 else {}
+        classic = {}
+        for (options, eas), batch in batches.items():
+            if options.temperature[0] > 0 or options.beam_size > 1:
+                classic[(options, eas)] = batch
+                continue
+            audio, encode_cost = self._encode(batch, eas)
+            label = "dense" if eas is None else eas.describe()
+            joining: Dict[tuple, List[int]] = {}
+            initial = {}
+            for i, (job, window) in enumerate(batch):
+                decoder = self._decoder(_decoding_options(options, 0.0), job.tokenizer)
+                initial[i] = self._initial_tokens(job, window, decoder)
+                joining.setdefault(self._decoder_key(decoder), []).append(i)
+                job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + encode_cost[i]
+                self._in_flight[id(job)] = self._in_flight.get(id(job), 0) + 1
+            for key, rows in joining.items():
+                if key not in self._streams:
+                    self._streams[key] = self._decoders[key].stream()
+                index = torch.tensor(rows, device=audio.x.device)
+                tags = [_Row(batch[i][0], batch[i][1], audio.select(index[j : j + 1]), label)
+                        for j, i in enumerate(rows)]
+                self._streams[key].join(audio.select(index), [initial[i] for i in rows], tags)
+        for (options, eas), batch in classic.items():
+            for i in range(0, len(batch), self.batch_size):
+                run = batch[i : i + self.batch_size]
+                self._run(run, eas)
+                if on_batch is not None:
+                    on_batch(list({id(job): job for job, _ in run}.values()))
+        for _ in range(steps):
+            if not self.rows_in_flight:
+                break
+            for key, stream in list(self._streams.items()):
+                if not len(stream):
+                    del self._streams[key]
+                    continue
+                t0, rows = self._clock(), len(stream)
+                ended = stream.step()
+                share = (self._clock() - t0) / rows
+                for row in stream.tags + [row for row, _ in ended]:
+                    row.job.info.timings["decode"] = row.job.info.timings.get("decode", 0.0) + share
+                for row, result in ended:
+                    self._in_flight[id(row.job)] -= 1
+                    if not row.job.done:
+                        self._end_row(row, result)
+                if ended and on_batch is not None:
+                    on_batch(list({id(row.job): row.job for row, _ in ended}.values()))
+
+    def _end_row(self, row: "_Row", greedy: DecodingResult) -> None:
+        """A window's greedy decoding ended: its fallback temperatures if it fails the thresholds,
+        then its segments."""
+        job, window = row.job, row.window
+        results, steps = self._decode_with_fallback([(job, window)], row.audio, first=[greedy])
+        job.info.decoder_steps += steps[0]
+        job.info.windows += 1
+        job.info.tokens_kept.append(int((row.audio.size[0] > 0).sum()) if row.audio.size is not None
+                                    else int(row.audio.x.shape[1]))
+        job.info.eas_windows.append(row.label)
+        self._consume(job, window, results[0], row.audio, 0)
+
+    def _take(self, jobs: List[Job], per_job: Optional[int] = None,
+              room: Optional[int] = None) -> Dict[tuple, List[Tuple[Job, Window]]]:
+        """The round's windows (`_fair_share`), by options and EAS configuration (a policy picks
+        one per window); digital silence is skipped here, and jobs whose sources are done end."""
         for job in jobs:
             if job.done:
                 continue
@@ -220,62 +325,51 @@ class Runner:
             except AudioError as e:
                 self._fail(job, e)
                 continue
-            if not job.held and job.source.done:
+            if not job.held and job.source.done and not self._in_flight.get(id(job)):
                 self._finish(job)
-        items = self._fair_share([job for job in jobs if not job.done], per_job)
+        items = self._fair_share([job for job in jobs if not job.done], per_job, room)
         for job, window in [(j, w) for j, w in items if w.inaudible]:  # digital silence: nothing to decode
             self._advance(job, window, window.frames)
         items = [(j, w) for j, w in items if not w.inaudible and not j.done]
-        # a batch shares its options and its EAS configuration (a policy picks one per window)
         batches: Dict[tuple, List[Tuple[Job, Window]]] = {}
         for job, window in items:
             key = (job.options, config_for(job.options.eas, window.frames, N_FRAMES))
             batches.setdefault(key, []).append((job, window))
-        n_ctx = self.owner.model.dims.n_audio_ctx
-        runs = []
-        for (options, eas), batch in batches.items():
-            for group in similar_length_groups([w.frames for _, w in batch], eas, n_ctx):
-                for i in range(0, len(group), self.batch_size):
-                    runs.append(([batch[j] for j in group[i : i + self.batch_size]], eas))
-        if on_batch is not None:  # shortest audio first: decoding time grows with the speech in a window
-            runs.sort(key=lambda r: max(w.frames for _, w in r[0]))
-        for run, eas in runs:
-            self._run(run, eas)
-            if on_batch is not None:
-                on_batch(list({id(job): job for job, _ in run}.values()))
+        return batches
 
-    def _fair_share(self, jobs: List[Job], per_job: Optional[int] = None) -> List[Tuple[Job, Window]]:
-        """Up to `batch_size` held windows, one from each job in turn (at most `per_job` from
-        one job), the first turn rotating from round to round; a job's windows go in the order its
-        source gave them."""
+    def _fair_share(self, jobs: List[Job], per_job: Optional[int] = None,
+                    room: Optional[int] = None) -> List[Tuple[Job, Window]]:
+        """Up to `room` (default `batch_size`) held windows, one from each job in turn (at most
+        `per_job` from one job, counting its windows in flight), the first turn rotating from
+        round to round; a job's windows go in the order its source gave them."""
         items: List[Tuple[Job, Window]] = []
         if not jobs:
             return items
+        room = self.batch_size if room is None else room
         order = jobs[self._turn % len(jobs):] + jobs[: self._turn % len(jobs)]
         self._turn += 1
-        taken = {id(job): 0 for job in order}
+        taken = {id(job): self._in_flight.get(id(job), 0) for job in order}
         cap = per_job if per_job is not None else self.batch_size
 
         def can_take(job):
             return bool(job.held) and taken[id(job)] < cap
 
-        while len(items) < self.batch_size and any(can_take(job) for job in order):
+        while len(items) < room and any(can_take(job) for job in order):
             for job in order:
-                if can_take(job) and len(items) < self.batch_size:
+                if can_take(job) and len(items) < room:
                     items.append((job, job.held.pop(0)))
                     taken[id(job)] += 1
         return items
 
     def _run(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> None:
-        t0 = self._clock()
-        audio = self._encode(batch, eas)
+        audio, encode_cost = self._encode(batch, eas)
         t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
         t2 = self._clock()
         label = "dense" if eas is None else eas.describe()
         for i, ((job, window), result) in enumerate(zip(batch, results)):
             job.info.decoder_steps += steps[i]
-            job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + (t1 - t0) / len(batch)
+            job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + encode_cost[i]
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
             job.info.windows += 1
             job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
@@ -288,22 +382,35 @@ class Runner:
             torch.cuda.synchronize(self.owner.device)
         return time.perf_counter()
 
-    def _encode(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> TokenSet:
-        """Encode the batch's windows, reusing a first window already encoded for language
-        detection."""
+    def _encode(self, batch: List[Tuple[Job, Window]], eas: Optional[EASConfig]) -> Tuple[TokenSet, List[float]]:
+        """Encode the batch's windows in groups of similar encoder length (similar_length_groups:
+        with the padding rule a long window among short ones would multiply the encoder's work),
+        reusing a first window already encoded for language detection; returns the rows in the
+        batch's order (shorter ones padded with masked tokens) and each row's share of the
+        encoding time."""
         cached = [job.first_encoded[1] if job.first_encoded and job.first_encoded[0] is window else None
                   for job, window in batch]
         for job, _ in batch:
             job.first_encoded = None
+        rows: List[Optional[TokenSet]] = list(cached)
+        cost = [0.0] * len(batch)
         todo = [i for i, c in enumerate(cached) if c is None]
-        feats, frames = [w.features for _, w in batch], [w.frames for _, w in batch]
-        if len(todo) == len(batch):
-            return self.owner.encode(torch.stack(feats), frames, eas)
-        if todo:
-            fresh = self.owner.encode(torch.stack([feats[i] for i in todo]), [frames[i] for i in todo], eas)
-            for j, i in enumerate(todo):
-                cached[i] = fresh.select(torch.tensor([j], device=fresh.x.device))
-        return TokenSet.concat(cached)
+        n_ctx = self.owner.model.dims.n_audio_ctx
+        groups = [[todo[j] for j in group]
+                  for group in similar_length_groups([batch[i][1].frames for i in todo], eas, n_ctx)]
+        if len(groups) == 1 and len(todo) == len(batch):  # the usual case: one encoder batch
+            t0 = self._clock()
+            audio = self.owner.encode(torch.stack([w.features for _, w in batch]), [w.frames for _, w in batch], eas)
+            return audio, [(self._clock() - t0) / len(batch)] * len(batch)
+        for group in groups:
+            t0 = self._clock()
+            fresh = self.owner.encode(torch.stack([batch[i][1].features for i in group]),
+                                      [batch[i][1].frames for i in group], eas)
+            share = (self._clock() - t0) / len(group)
+            for j, i in enumerate(group):
+                rows[i] = fresh.select(torch.tensor([j], device=fresh.x.device))
+                cost[i] = share
+        return TokenSet.concat(rows), cost
 
     def _decoder(self, options: DecodingOptions, tokenizer: Tokenizer) -> Decoder:
         key = (options, tokenizer.language, tokenizer.task)
@@ -311,38 +418,50 @@ class Runner:
             self._decoders[key] = Decoder(self.owner.model, tokenizer, options, self.owner.loaded.begin_suppress_tokens)
         return self._decoders[key]
 
-    def _decode_with_fallback(self, batch: List[Tuple[Job, Window]], audio: TokenSet):
+    @staticmethod
+    def _decoder_key(decoder: Decoder) -> tuple:
+        return decoder.options, decoder.tokenizer.language, decoder.tokenizer.task
+
+    @staticmethod
+    def _initial_tokens(job: Job, window: Window, decoder: Decoder) -> List[int]:
+        """The window's initial tokens: its stream's prompt (the text so far, unless reset), the
+        start of transcript, and the prefix on the first window of the first stream."""
+        opts, state = job.options, job.stream(window.stream)
+        prompt = (state.all_tokens[state.prompt_reset_since:]
+                  if (opts.condition_on_previous_text or state.prompt_reset_since == 0) else [])
+        first = window.stream == 0 and state.windows == 0
+        prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and first else None
+        return decoder.initial_tokens(prompt, prefix)
+
+    def _decode_with_fallback(self, batch: List[Tuple[Job, Window]], audio: TokenSet,
+                              first: Optional[List[DecodingResult]] = None):
         """Decode each window at the first temperature whose result passes the thresholds;
-        returns the results and the decoder steps each window took."""
+        returns the results and the decoder steps each window took. `first`: the results at the
+        first temperature, already decoded (a stream round's greedy rows)."""
         opts = batch[0][0].options  # a batch shares its options (see round)
         results: List[Optional[DecodingResult]] = [None] * len(batch)
         tried: List[List[DecodingResult]] = [[] for _ in batch]
         todo = list(range(len(batch)))
-        for t in opts.temperature:
+        temperatures = opts.temperature
+        if first is not None:
+            todo = []
+            for i, r in enumerate(first):
+                tried[i].append(r)
+                if _needs_fallback(r, opts):
+                    todo.append(i)
+                else:
+                    results[i] = r
+            temperatures = temperatures[1:]
+        for t in temperatures:
             if not todo:
                 break
-            dopts = DecodingOptions(
-                temperature=t,
-                best_of=opts.best_of if t > 0 else None,
-                beam_size=opts.beam_size if t == 0 and opts.beam_size > 1 else None,
-                patience=opts.patience if t == 0 and opts.beam_size > 1 else None,
-                length_penalty=opts.length_penalty, suppress_tokens=opts.suppress_tokens,
-                suppress_blank=opts.suppress_blank, without_timestamps=opts.without_timestamps,
-                max_initial_timestamp=opts.max_initial_timestamp,
-            )
+            dopts = _decoding_options(opts, t)
             # windows with prompts of different lengths go in separate decoder batches
             groups: Dict[int, List[int]] = {}
             initial: Dict[int, List[int]] = {}
             for i in todo:
                 job, window = batch[i]
-                state = job.stream(window.stream)
-                decoder = self._decoder(dopts, job.tokenizer)
-                prompt = (state.all_tokens[state.prompt_reset_since:]
-                          if (opts.condition_on_previous_text or state.prompt_reset_since == 0) else [])
-                # the prefix starts the transcript: the first window of the first stream
-                first = window.stream == 0 and state.windows == 0
-                prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and first else None
-                initial[i] = decoder.initial_tokens(prompt, prefix)
+                initial[i] = self._initial_tokens(job, window, self._decoder(dopts, job.tokenizer))
                 groups.setdefault(len(initial[i]), []).append(i)
             still = []
             for rows in groups.values():
@@ -469,6 +588,29 @@ class Runner:
     def _fail(self, job: Job, error: Exception) -> None:
         job.error, job.done = error, True
         job.source.close()
+
+
+@dataclass
+class _Row:
+    """A window decoding in a stream round, and what finishing it needs."""
+
+    job: Job
+    window: Window
+    audio: TokenSet  # its encoder tokens (one row): fallbacks and word timestamps read them
+    label: str  # its EAS configuration, for the job's info
+
+
+def _decoding_options(opts: TranscribeOptions, t: float) -> DecodingOptions:
+    """The decoder's options for one temperature of a window's fallback schedule."""
+    return DecodingOptions(
+        temperature=t,
+        best_of=opts.best_of if t > 0 else None,
+        beam_size=opts.beam_size if t == 0 and opts.beam_size > 1 else None,
+        patience=opts.patience if t == 0 and opts.beam_size > 1 else None,
+        length_penalty=opts.length_penalty, suppress_tokens=opts.suppress_tokens,
+        suppress_blank=opts.suppress_blank, without_timestamps=opts.without_timestamps,
+        max_initial_timestamp=opts.max_initial_timestamp,
+    )
 
 
 def window_seed(seed: int, window: Window, temperature: float) -> int:

@@ -99,10 +99,11 @@ class Scheduler:
     most (see the module docstring). `start()` starts its thread, `stop()` ends it."""
 
     def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1,
-                 solo_windows: int = 2):
+                 solo_windows: int = 2, steps: int = 4):
         self.runner = Runner(model, batch_size=max_batch)
         self.max_batch = max_batch
         self.solo_windows = max(1, solo_windows)
+        self.steps = steps  # decoder steps per round (Runner.stream_round)
         self.batch_wait = batch_wait if max_batch > 1 else 0.0
         self.debt_wait = debt_wait
         self.stats = Stats()
@@ -153,7 +154,7 @@ class Scheduler:
         try:
             while self._take_new(block=True):
                 chosen = self._choose()
-                if not chosen:
+                if not chosen and not self.runner.rows_in_flight:
                     continue
                 self._run(chosen)
         finally:
@@ -184,13 +185,14 @@ class Scheduler:
     def _choose(self) -> List[Ticket]:
         """The jobs of the next round: oldest first among those not in debt, `max_batch` at most,
         after waiting briefly for more requests (see the module docstring)."""
-        if self.batch_wait and len(self._eligible()) < self.max_batch:
+        if self.batch_wait and len(self._eligible()) < self.max_batch and not self.runner.rows_in_flight:
             deadline = time.monotonic() + self.batch_wait
             while len(self._eligible()) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 if not self._take_new(block=False, timeout=left):
                     return []
         eligible = self._eligible()
-        if not eligible and self.active:  # all in debt: wait a little for a new request, then go on
+        if not eligible and self.active and not self.runner.rows_in_flight:
+            # all in debt and nothing decoding: wait a little for a new request, then go on
             wait = min(DEBT_WAIT_MAX, max(self.debt_wait, 0.1 * min(t.last_cost for t in self.active)))
             if not self._take_new(block=False, timeout=wait):
                 return []
@@ -208,6 +210,7 @@ class Scheduler:
     def _run(self, chosen: List[Ticket]) -> None:
         t0 = time.perf_counter()
         in_flight = len(self.active)  # the round's time is shared among these, also those it finishes
+        running = list(self.active)  # whose windows may decode this round (those under way go on)
         jobs = []
         for ticket in chosen:
             if not ticket.started:
@@ -222,7 +225,7 @@ class Scheduler:
                     ticket.post("started", ticket.job.info)
             if not ticket.job.done:
                 jobs.append(ticket.job)
-        by_job = {id(t.job): t for t in chosen}
+        by_job = {id(t.job): t for t in running}
 
         def deliver(done_jobs):
             for job in done_jobs:
@@ -230,19 +233,20 @@ class Scheduler:
                     self._deliver(by_job[id(job)])
 
         try:
-            if jobs:
-                self.runner.round(jobs, per_job=1 if len(jobs) > 1 else self.solo_windows, on_batch=deliver)
+            self.runner.stream_round(jobs, per_job=1 if len(self.active) > 1 else self.solo_windows,
+                                     on_batch=deliver, steps=self.steps)
         except Exception as e:  # a bug: the requests of this round fail, the server goes on
             log.exception("a round failed")
-            for ticket in chosen:
+            for ticket in running:
                 if not ticket.job.done:
                     self.runner.cancel(ticket.job)
                     ticket.job.error = e
         elapsed = time.perf_counter() - t0
         self.stats.rounds += 1
-        log.debug("round %d: %d of %d jobs in flight, %.3f s", self.stats.rounds, len(chosen), in_flight, elapsed)
-        self._charge(chosen, elapsed, in_flight)
-        for ticket in chosen:
+        log.debug("round %d: %d new of %d jobs in flight, %d windows decoding, %.3f s", self.stats.rounds,
+                  len(chosen), in_flight, self.runner.rows_in_flight, elapsed)
+        self._charge(running, elapsed, in_flight)
+        for ticket in running:
             self._deliver(ticket)
 
     def _charge(self, chosen: List[Ticket], elapsed: float, in_flight: int) -> None:
