@@ -379,9 +379,49 @@ def table(results: List[Result]) -> str:
     return "\n".join(rows)
 
 
+def repeated_short(servers: List[str], args, folder: Path, shorts: List[Clip]) -> List[Result]:
+    """The short load `args.repeat` times per server, every server up at once and their runs
+    taking turns (ours, ours-batch1, ours, ...), so that a drift in the machine's speed falls on
+    all of them alike. -> one Result per run, mode "short#i"."""
+    up, results = [], []
+    try:
+        for kind in servers:
+            server = Server(kind, args, folder)
+            up.append(server)
+            print(f"## {kind}: starting", flush=True)
+            server.start()
+            print(f"  {server.note}; RSS {server.rss_mb() or 0:.0f} MB", flush=True)
+        plan = interleave(shorts, [], args.requests)
+        for i in range(args.repeat):
+            for server in up:
+                rss = server.rss_mb()
+                outcomes, wall, not_sent = run_load(server.url, plan, args.clients, args.time_limit)
+                result = summarize(server, f"short#{i + 1}", plan, outcomes, wall, not_sent)
+                result.rss_before_mb, result.rss_after_mb = rss, server.rss_mb()
+                results.append(result)
+                print(table([result]).splitlines()[-1], flush=True)
+    finally:
+        for server in up:
+            server.stop()
+    return results
+
+
 def verdicts(results: List[Result]) -> List[str]:
     by = {(r.server, r.mode): r for r in results}
     lines = []
+    runs = sorted({r.mode for r in results if r.mode.startswith("short#")})
+    for peer, need in (("faster-whisper", 3.0), ("ours-batch1", 2.0)):
+        pairs = [(by[("ours", m)], by[(peer, m)]) for m in runs if ("ours", m) in by and (peer, m) in by]
+        if pairs:
+            ratios = sorted(a.req_per_s / b.req_per_s for a, b in pairs if b.req_per_s)
+            median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2
+            p95 = sum(a.p95_s < b.p95_s for a, b in pairs if a.p95_s and b.p95_s)
+            lines.append(f"short load, ours vs {peer}, {len(pairs)} runs each taking turns: req/s ratios "
+                         f"{', '.join(f'{r:.2f}' for r in ratios)}, median {median:.2f}x (want >= {need:g}x: "
+                         f"{'met' if median >= need else 'NOT met'}); p95 lower in {p95} of {len(pairs)} runs")
+    if runs:
+        failed = sum(r.failed + r.lost for r in results if r.server == "ours")
+        lines.append(f"short load, ours: {failed} failed or lost in {len(runs)} runs (want 0)")
     ours = by.get(("ours", "short"))
     for peer, need in (("faster-whisper", 3.0), ("ours-batch1", 2.0)):
         other = by.get((peer, "short"))
@@ -417,6 +457,9 @@ def main() -> int:
     ap.add_argument("--long-head-start", type=float, default=3.0,
                     help="seconds the long upload runs before the short load starts")
     ap.add_argument("--time-limit", type=float, default=900.0, help="seconds per mode before sending stops")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="short load only: run it this many times per server, the servers' runs taking turns "
+                         "(all servers up at once); the verdicts use the median of each pair's ratio")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of every server")
     ap.add_argument("--corpus", default=str(ROOT / "data" / "corpus"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "serve-load"))
@@ -451,6 +494,9 @@ def main() -> int:
         joined = None
         if "interference" in modes:
             joined = joined_recording(corpus / "longform-dev.jsonl", args.long_minutes, folder)
+        if args.repeat > 1:
+            results = repeated_short(servers, args, folder, shorts)
+            servers = []
         for kind in servers:
             server = Server(kind, args, folder)
             print(f"## {kind}: starting", flush=True)

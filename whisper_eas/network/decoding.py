@@ -15,6 +15,7 @@ from .model import DecoderCache, TokenSet, Whisper
 from .tokenizer import Tokenizer
 
 NEG_INF = float("-inf")
+PAD_TEXT = 0  # a text token: what GreedyStream pads sampled tokens with (see LogitFilter)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,12 @@ class LogitFilter:
     `apply` may return the log-softmax of the logits *as they are when it returns*, when it had
     to compute it anyway (the timestamp rule does); the loops then take it instead of computing
     it again. None (the default) means "not computed": a filter that changes the logits after
-    an earlier one returned log-probabilities returns None, and the loop computes them."""
+    an earlier one returned log-probabilities returns None, and the loop computes them.
+
+    A rule reads a row's sampled tokens only through whether there are none, the last two, and
+    which timestamps were sampled: a greedy stream (GreedyStream) filters rows of different
+    lengths together, each row's sampled tokens left-padded with a text token (`PAD_TEXT`) to
+    the longest, when every row has at least two."""
 
     def apply(self, logits: Tensor, tokens: Tensor, sample_begin: int) -> Optional[Tensor]:
         raise NotImplementedError
@@ -493,17 +499,19 @@ class GreedyStream:
         dec, tok = self.decoder, self.decoder.tokenizer
         logits, device = self.logits, self.logits.device
         filters = dec.filters(device)
-        cohorts: Dict[Tuple[int, int], List[int]] = {}  # rows at the same point of their sequences
+        # The rules read a row's sampled tokens only: rows with none, with one, and with more
+        # (left-padded with text tokens, which the rules ignore: see LogitFilter) go together.
+        cohorts: Dict[int, List[int]] = {}
         for r, (seq, begin) in enumerate(zip(self.seqs, self.begins)):
-            cohorts.setdefault((begin, len(seq)), []).append(r)
+            cohorts.setdefault(min(len(seq) - begin, 2), []).append(r)
         if len(cohorts) == 1:
-            logprobs = self._filter(logits, self.seqs, self.begins[0], filters)
+            logprobs = self._filter(logits, [self.rows_sampled(r) for r in range(len(self))], filters)
         else:
             logprobs = torch.empty_like(logits, dtype=torch.float32)
-            for (begin, _), rows in cohorts.items():
+            for rows in cohorts.values():
                 index = torch.tensor(rows, device=device)
                 part = logits.index_select(0, index)
-                logprobs[index] = self._filter(part, [self.seqs[r] for r in rows], begin, filters)
+                logprobs[index] = self._filter(part, [self.rows_sampled(r) for r in rows], filters)
                 logits[index] = part
         next_tokens = logits.argmax(dim=-1)
         self.sum_logprobs += logprobs.gather(1, next_tokens[:, None])[:, 0]
@@ -551,12 +559,17 @@ class GreedyStream:
             self.cache.row_lengths, self.cache.length = None, int(lengths[0])
         return None if next_tokens is None else next_tokens[index]
 
+    def rows_sampled(self, r: int) -> List[int]:
+        return self.seqs[r][self.begins[r]:]
+
     @staticmethod
-    def _filter(logits: Tensor, seqs: List[List[int]], begin: int, filters: List[LogitFilter]) -> Tensor:
-        """The logit rules on rows at the same point of their sequences, in place; their
-        log-probabilities."""
-        history = torch.tensor(seqs, device=logits.device)
+    def _filter(logits: Tensor, sampled: List[List[int]], filters: List[LogitFilter]) -> Tensor:
+        """The logit rules, in place, on rows whose sampled tokens are `sampled` (all empty, all
+        one token, or all at least two); their log-probabilities."""
+        n = max(len(s) for s in sampled)
+        history = torch.tensor([[PAD_TEXT] * (n - len(s)) + s for s in sampled], dtype=torch.long,
+                               device=logits.device).reshape(len(sampled), n)
         logprobs = None
         for f in filters:
-            logprobs = f.apply(logits, history, begin)
+            logprobs = f.apply(logits, history, 0)
         return logits.log_softmax(dim=-1) if logprobs is None else logprobs

@@ -97,13 +97,28 @@ class Int8Linear(nn.Module):
         if self._packed is None:  # each int8 row times its scale, exactly the weights 'pack' uses
             weight = self.qweight.float() * self.scale.float()[:, None]
             bias = None if self.bias is None else self.bias.float()
-            self._packed = torch.ops.quantized.linear_prepack_fp16(weight, bias)
+            pack = torch.ops.quantized.linear_prepack_fp16
+            # A big matrix (the output embedding) is also kept in column blocks that fit in the
+            # cache: fbgemm streams the weights once per few rows of input, so with many rows
+            # the whole matrix would come from memory several times (tiny.en, 16 rows: 10.6 ms
+            # at once, 8.1 ms in blocks). Each output column is the same sum either way.
+            blocks = [] if weight.shape[0] < 4 * self.BLOCK else [
+                pack(weight[i : i + self.BLOCK].contiguous(), None if bias is None else bias[i : i + self.BLOCK].contiguous())
+                for i in range(0, weight.shape[0], self.BLOCK)]
+            self._packed = (pack(weight, bias), blocks)
         return self._packed
+
+    BLOCK = 2048  # output columns per block of a big matrix (fp16: 1.5 MB at d=384)
+    BLOCKED_ROWS = 8  # from this many input rows on, a big matrix is multiplied block by block
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])
         if x.dtype == torch.float32 and x.device.type == "cpu" and int8_kernel("cpu") == "fbgemm":
-            y = torch.ops.quantized.linear_dynamic_fp16(flat, self._fbgemm())
+            whole, blocks = self._fbgemm()
+            if blocks and flat.shape[0] >= self.BLOCKED_ROWS:
+                y = torch.cat([torch.ops.quantized.linear_dynamic_fp16(flat, b) for b in blocks], dim=-1)
+            else:
+                y = torch.ops.quantized.linear_dynamic_fp16(flat, whole)
             return y.reshape(*x.shape[:-1], y.shape[-1])
         y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scale)
         if self.bias is not None:

@@ -99,7 +99,7 @@ class Scheduler:
     most (see the module docstring). `start()` starts its thread, `stop()` ends it."""
 
     def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1,
-                 solo_windows: int = 2, steps: int = 4):
+                 solo_windows: int = 2, steps: int = 2):
         self.runner = Runner(model, batch_size=max_batch)
         self.max_batch = max_batch
         self.solo_windows = max(1, solo_windows)
