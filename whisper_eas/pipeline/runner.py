@@ -339,15 +339,19 @@ class Runner:
 
     def _fair_share(self, jobs: List[Job], per_job: Optional[int] = None,
                     room: Optional[int] = None) -> List[Tuple[Job, Window]]:
-        """Up to `room` (default `batch_size`) held windows, one from each job in turn (at most
-        `per_job` from one job, counting its windows in flight), the first turn rotating from
-        round to round; a job's windows go in the order its source gave them."""
+        """Up to `room` held windows, one from each job in turn (at most `per_job` from one job,
+        counting its windows in flight); a job's windows go in the order its source gave them.
+        Without `room` (a whole round's `batch_size`) the first turn rotates from round to
+        round; with it (a stream round's free rows) the jobs' own order decides: the caller
+        lists them oldest first, so no job waits behind newer ones for a free row."""
         items: List[Tuple[Job, Window]] = []
         if not jobs:
             return items
-        room = self.batch_size if room is None else room
-        order = jobs[self._turn % len(jobs):] + jobs[: self._turn % len(jobs)]
-        self._turn += 1
+        order = jobs
+        if room is None:
+            room = self.batch_size
+            order = jobs[self._turn % len(jobs):] + jobs[: self._turn % len(jobs)]
+            self._turn += 1
         taken = {id(job): self._in_flight.get(id(job), 0) for job in order}
         cap = per_job if per_job is not None else self.batch_size
 
