@@ -156,3 +156,24 @@ def test_both_int8_kernels_compute_the_same_product(monkeypatch):
     # a row's result does not depend on what it is batched with
     alone = quantize.Int8Linear.from_linear(linear, torch.float32)(x[:1])
     assert torch.allclose(alone, outs["fbgemm"][:1], atol=1e-5)
+
+
+def test_a_big_int8_matrix_gives_the_same_rows_in_blocks_as_whole(monkeypatch):
+    """The output embedding is multiplied in column blocks from BLOCKED_ROWS input rows on (it
+    then stays in cache); each output is the same sum as the whole matrix gives for the same
+    rows, and a row alone (the whole matrix) gets what it gets among others, as fbgemm gives it
+    (to float rounding)."""
+    from whisper_eas.network import quantize
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch has no fbgemm")
+    monkeypatch.setattr(quantize, "int8_kernel", lambda device="cpu": "fbgemm")
+    torch.manual_seed(0)
+    layer = quantize.Int8Linear(torch.randn(5 * quantize.Int8Linear.BLOCK + 100, 64) * 0.05, None, torch.float32)
+    whole, blocks = layer._fbgemm()
+    assert len(blocks) == 6
+    x = torch.randn(quantize.Int8Linear.BLOCKED_ROWS * 2, 64)
+    together = layer(x)  # in blocks
+    assert torch.equal(together, torch.ops.quantized.linear_dynamic_fp16(x, whole))
+    for i in range(3):  # one row at a time: the whole matrix
+        assert torch.allclose(layer(x[i : i + 1]), together[i : i + 1], atol=1e-5)

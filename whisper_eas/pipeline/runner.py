@@ -12,6 +12,12 @@ or the whole window - so that the source can apply the seek rule. Several files 
 lock-step and share encoder and decoder batches, and `submit` adds jobs while the runner runs
 (a server's requests).
 
+A server runs `stream_round` instead: the ready windows of its jobs join a greedy decoding
+stream (network/decoding.py, `GreedyStream`) that keeps the windows already under way, every
+round takes a few decoder steps over all of them, and a window is finished the moment its
+decoding ends; requests that arrive mid-flight thus share the decoder's steps at once instead of
+waiting for a round's longest window.
+
 A job's segments are handed out (`Job.pending`) in the order of the audio: a stream's segments
 wait until every earlier stream of its source is done.
 

@@ -2,33 +2,37 @@
 
 Requests come from the server's event loop (`submit`), leave when they finish or when their
 client goes away (`cancel`), and get their segments back as each round makes them (a `Ticket`'s
-events, delivered into the request's event loop). Each round:
+events, delivered into the request's event loop). Each round (`Runner.stream_round`):
 
 1. takes the jobs submitted since the last round (a request that arrives mid-round joins here);
-2. stops the cancelled ones (`Runner.cancel`: no more windows, the source closed);
+2. stops the cancelled ones (`Runner.cancel`: their windows leave the decoder, the source closed);
 3. picks at most `max_batch` jobs, oldest first, among those not in debt (below), starts the new
-   ones (`Runner.start`: opens the upload, detects the language), and runs one `Runner.round` on
-   them: their windows share encoder and decoder batches. With other jobs in the round, a job
-   takes one window: a long file's VAD chunks would otherwise fill every free slot, and a round
-   of a dozen 30-s speech windows keeps every short request waiting for all of them. Alone, it
-   takes `solo_windows` (default 2): a round cannot be cut short, so a request that arrives
-   while a long upload runs alone waits for that round (16 windows of speech: 15.6 s on two
-   AVX2 cores; 2 windows: 2.6 s), at some cost to the upload's own speed;
-4. hands each job's new segments, and its end or error, to its request as soon as the batch that
-   made them is done; the round runs its batches shortest audio first, so a short clip is
-   answered before the round's long windows are decoded.
+   ones (`Runner.start`: opens the upload, detects the language), and lets their ready windows
+   into the free rows of the decoding stream (`max_batch` rows): they are encoded and join the
+   windows already decoding. While other jobs are in flight a job has one window in flight: a
+   long file's VAD chunks would otherwise take every free row, and each chunk's encoder pass
+   stalls the stream. Alone, it may have `solo_windows` (default 2);
+4. takes `steps` decoder steps over every window in flight; a window that ends is finished at
+   once (its fallback temperatures too) and its job's new segments, and its end or error, are
+   handed to its request.
+
+So no request waits for another's windows to end, only for the round in progress (its
+encoder passes and two decoder steps), and the decoder's steps keep as many rows as there are
+windows in flight (a step costs about the same for one row as for sixteen).
 
 Fairness is processor sharing by measured compute time, not by windows: a round's wall time is
 shared out equally among the jobs in flight (each one's *credit* grows by round time / jobs), and
-each job pays what its windows cost (its share of the batch time, `TranscriptionInfo.timings`).
-A job runs when its credit is not below minus one share. A short clip costs a sliver of a batch
+each job pays what its windows cost (its share of their encoder batch and of each decoder step,
+`TranscriptionInfo.timings`). A job may start a new window when its credit is not below minus one
+share; a window under way always goes on. A short clip costs a sliver of a batch
 and runs in the next round; a long file's 30-s window, decoded in a batch of its own, costs more
 than a whole batch of short clips, so with N short requests in flight it runs about once every N
 rounds of theirs instead of lengthening every one of them. Alone, or with few others, it runs
 every round. Credit is capped at zero: waiting earns no priority beyond one's turn, and among the
 jobs that may run the oldest go first.
 
-Two short waits keep batches full without idling the model: before a round with fewer than
+Two short waits, only while nothing is decoding, keep batches full without idling the model:
+before a round with fewer than
 `max_batch` jobs, the scheduler waits up to `batch_wait` seconds for more requests (clients that
 just got their answer are sending the next one); and when every job in flight is in debt (a long
 file whose short companions just finished), it waits for a new request before letting the long
