@@ -144,9 +144,6 @@ class Runner:
         as it is."""
         if job in self.queue:
             self.queue.remove(job)
-        for stream in self._streams.values():
-            stream.drop(lambda row: row.job is job)
-        self._in_flight.pop(id(job), None)
         if not job.done:
             job.held, job.first_encoded = [], None
             self._fail(job, JobCancelled(f"{job.label}: cancelled"))
@@ -301,7 +298,9 @@ class Runner:
                 for row in stream.tags + [row for row, _ in ended]:
                     row.job.info.timings["decode"] = row.job.info.timings.get("decode", 0.0) + share
                 for row, result in ended:
-                    self._in_flight[id(row.job)] -= 1
+                    left = self._in_flight.pop(id(row.job), 1) - 1  # gone if the job failed meanwhile
+                    if left:
+                        self._in_flight[id(row.job)] = left
                     if not row.job.done:
                         self._end_row(row, result)
                 if ended and on_batch is not None:
@@ -310,14 +309,8 @@ class Runner:
     def _end_row(self, row: "_Row", greedy: DecodingResult) -> None:
         """A window's greedy decoding ended: its fallback temperatures if it fails the thresholds,
         then its segments."""
-        job, window = row.job, row.window
-        results, steps = self._decode_with_fallback([(job, window)], row.audio, first=[greedy])
-        job.info.decoder_steps += steps[0]
-        job.info.windows += 1
-        job.info.tokens_kept.append(int((row.audio.size[0] > 0).sum()) if row.audio.size is not None
-                                    else int(row.audio.x.shape[1]))
-        job.info.eas_windows.append(row.label)
-        self._consume(job, window, results[0], row.audio, 0)
+        results, steps = self._decode_with_fallback([(row.job, row.window)], row.audio, first=[greedy])
+        self._finish_window(row.job, row.window, results[0], row.audio, 0, steps[0], row.label)
 
     def _take(self, jobs: List[Job], per_job: Optional[int] = None,
               room: Optional[int] = None) -> Dict[tuple, List[Tuple[Job, Window]]]:
@@ -378,14 +371,19 @@ class Runner:
         t2 = self._clock()
         label = "dense" if eas is None else eas.describe()
         for i, ((job, window), result) in enumerate(zip(batch, results)):
-            job.info.decoder_steps += steps[i]
             job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + encode_cost[i]
             job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
-            job.info.windows += 1
-            job.info.tokens_kept.append(int((audio.size[i] > 0).sum()) if audio.size is not None
-                                        else int(audio.x.shape[1]))
-            job.info.eas_windows.append(label)
-            self._consume(job, window, result, audio, i)
+            self._finish_window(job, window, result, audio, i, steps[i], label)
+
+    def _finish_window(self, job: Job, window: Window, result: DecodingResult, audio: TokenSet, row: int,
+                       steps: int, label: str) -> None:
+        """A decoded window (row `row` of `audio`): its job's counts, then its segments."""
+        job.info.decoder_steps += steps
+        job.info.windows += 1
+        job.info.tokens_kept.append(int((audio.size[row] > 0).sum()) if audio.size is not None
+                                    else int(audio.x.shape[1]))
+        job.info.eas_windows.append(label)
+        self._consume(job, window, result, audio, row)
 
     def _clock(self) -> float:
         if self.owner.device.type == "cuda":  # kernels run asynchronously: wait for them
@@ -597,6 +595,9 @@ class Runner:
 
     def _fail(self, job: Job, error: Exception) -> None:
         job.error, job.done = error, True
+        for stream in self._streams.values():  # its windows under way stop decoding
+            stream.drop(lambda row: row.job is job)
+        self._in_flight.pop(id(job), None)
         job.source.close()
 
 
