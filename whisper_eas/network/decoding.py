@@ -462,6 +462,7 @@ class GreedyStream:
         self.seqs: List[List[int]] = []  # per row: its tokens so far, the initial ones first
         self.begins: List[int] = []  # per row: where its sampled tokens start in seqs
         self.no_speech: List[float] = []
+        self.fresh: List[bool] = []  # per row: joined with its start of transcript not fed yet (see join)
         self.sum_logprobs: Optional[Tensor] = None  # (B,) float32, as Decoder.run sums them
         self.cache: Optional[DecoderCache] = None
         self.logits: Optional[Tensor] = None  # (B, V): each row's next-token logits
@@ -471,14 +472,26 @@ class GreedyStream:
 
     def join(self, audio: TokenSet, initial: List[List[int]], tags: Sequence[object]) -> None:
         """Start decoding `audio`'s rows, each from its initial tokens; `tags` name them in the
-        results of `step`."""
+        results of `step`.
+
+        Rows whose initial tokens are the start of transcript alone (an English-only model with
+        timestamps and no prompt: most of a server's requests) are fed it by the next step, with
+        the other rows' next tokens, instead of in a decoder pass of their own; the rest are
+        fed theirs here."""
         by_length: Dict[int, List[int]] = {}
         for i, seq in enumerate(initial):
             by_length.setdefault(len(seq), []).append(i)
+        sot = self.decoder.tokenizer.sot
         for rows in by_length.values():
             part = audio.select(torch.tensor(rows, device=audio.x.device)) if len(rows) < len(initial) else audio
             first = [initial[i] for i in rows]
-            cache, _, logits, no_speech = self.decoder._start(part, first, first[0].index(self.decoder.tokenizer.sot), 1)
+            fresh = first[0] == [sot]
+            if fresh:
+                cache = self.decoder.model.decoder.new_cache(part)
+                logits = part.x.new_empty((len(rows), self.decoder.model.dims.n_vocab), dtype=torch.float32)
+                no_speech = [0.0] * len(rows)  # from the logits after the start of transcript, once fed
+            else:
+                cache, _, logits, no_speech = self.decoder._start(part, first, first[0].index(sot), 1)
             zeros = torch.zeros(len(rows), device=logits.device)
             if self.cache is None:
                 self.cache, self.logits, self.sum_logprobs = cache, logits, zeros
@@ -490,6 +503,7 @@ class GreedyStream:
             self.seqs += [list(initial[i]) for i in rows]
             self.begins += [len(initial[i]) for i in rows]
             self.no_speech += no_speech
+            self.fresh += [fresh] * len(rows)
 
     def step(self) -> List[Tuple[object, DecodingResult]]:
         """One token for every row; returns (tag, result) of the rows that ended (end-of-text, or
@@ -497,31 +511,22 @@ class GreedyStream:
         if not self.tags:
             return []
         dec, tok = self.decoder, self.decoder.tokenizer
-        logits, device = self.logits, self.logits.device
-        filters = dec.filters(device)
-        # The rules read a row's sampled tokens only: rows with none, with one, and with more
-        # (left-padded with text tokens, which the rules ignore: see LogitFilter) go together.
-        cohorts: Dict[int, List[int]] = {}
-        for r, (seq, begin) in enumerate(zip(self.seqs, self.begins)):
-            cohorts.setdefault(min(len(seq) - begin, 2), []).append(r)
-        if len(cohorts) == 1:
-            logprobs = self._filter(logits, [self.rows_sampled(r) for r in range(len(self))], filters)
-        else:
-            logprobs = torch.empty_like(logits, dtype=torch.float32)
-            for rows in cohorts.values():
-                index = torch.tensor(rows, device=device)
-                part = logits.index_select(0, index)
-                logprobs[index] = self._filter(part, [self.rows_sampled(r) for r in rows], filters)
-                logits[index] = part
-        next_tokens = logits.argmax(dim=-1)
-        self.sum_logprobs += logprobs.gather(1, next_tokens[:, None])[:, 0]
-        ended, keep = [], []
-        for r, t in enumerate(next_tokens.tolist()):
+        device = self.logits.device
+        live = [r for r, fresh in enumerate(self.fresh) if not fresh]  # rows that choose a token now
+        next_tokens = torch.full((len(self),), tok.sot, dtype=torch.long, device=device)  # fresh rows: fed it
+        if live:
+            whole = len(live) == len(self)
+            index = None if whole else torch.tensor(live, device=device)
+            logits = self.logits if whole else self.logits.index_select(0, index)
+            chosen = self._choose(logits, live)
+            self.sum_logprobs[live] += chosen[1]
+            next_tokens[live] = chosen[0]
+        ended = []
+        for r, t in zip(live, next_tokens[live].tolist() if live else []):
             self.seqs[r].append(t)
             if t == tok.eot or len(self.seqs[r]) - self.begins[r] >= dec.sample_len:
                 ended.append(r)
-            else:
-                keep.append(r)
+        keep = sorted(set(range(len(self))) - set(ended))
         results = []
         if ended:
             sums = self.sum_logprobs.tolist()
@@ -533,7 +538,34 @@ class GreedyStream:
                 return results
             next_tokens = self._keep(keep, next_tokens)
         self.logits = dec._next_logits(self.cache, next_tokens)
+        fresh = [r for r, f in enumerate(self.fresh) if f]
+        if fresh:  # their first logits follow the start of transcript: its no-speech probability
+            index = torch.tensor(fresh, device=device)
+            probs = self.logits.index_select(0, index).softmax(dim=-1)[:, tok.no_speech].tolist()
+            for r, p in zip(fresh, probs):
+                self.no_speech[r], self.fresh[r] = p, False
         return results
+
+    def _choose(self, logits: Tensor, rows: List[int]) -> Tuple[Tensor, Tensor]:
+        """The logit rules on `logits` (of `rows`), in place, and each row's greedy token and its
+        log-probability."""
+        filters = self.decoder.filters(logits.device)
+        # The rules read a row's sampled tokens only: rows with none, with one, and with more
+        # (left-padded with text tokens, which the rules ignore: see LogitFilter) go together.
+        cohorts: Dict[int, List[int]] = {}
+        for i, r in enumerate(rows):
+            cohorts.setdefault(min(len(self.seqs[r]) - self.begins[r], 2), []).append(i)
+        if len(cohorts) == 1:
+            logprobs = self._filter(logits, [self.rows_sampled(r) for r in rows], filters)
+        else:
+            logprobs = torch.empty_like(logits, dtype=torch.float32)
+            for members in cohorts.values():
+                index = torch.tensor(members, device=logits.device)
+                part = logits.index_select(0, index)
+                logprobs[index] = self._filter(part, [self.rows_sampled(rows[i]) for i in members], filters)
+                logits[index] = part
+        tokens = logits.argmax(dim=-1)
+        return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
     def drop(self, which: Callable[[object], bool]) -> None:
         """Take the rows whose tag `which` names out of the stream, unfinished (a request whose
@@ -551,7 +583,7 @@ class GreedyStream:
         index = torch.tensor(keep, device=self.sum_logprobs.device)
         self.cache.select(index)
         self.sum_logprobs = self.sum_logprobs[index]
-        for name in ("tags", "seqs", "begins", "no_speech"):
+        for name in ("tags", "seqs", "begins", "no_speech", "fresh"):
             values = getattr(self, name)
             setattr(self, name, [values[r] for r in keep])
         lengths = self.cache.row_lengths
