@@ -446,8 +446,8 @@ class GreedyStream:
     applied to the rows that are at the same point of their sequence together, the same stopping
     rule and the same result fields.
 
-    A decoder step costs about the same for one row as for several (it is mostly reading the
-    weights), so rows that join a stream in flight are decoded nearly for free; a batch that
+    A decoder step costs far less per row with many rows (it reads every weight once, whatever
+    the rows), so rows that join a stream in flight share the steps of the others; a batch that
     waits for its longest row runs its last steps with one row."""
 
     def __init__(self, decoder: Decoder):

@@ -254,7 +254,7 @@ class Runner:
 
         So a request that arrives while others decode joins them at the next round instead of
         waiting for the longest of them to end, and the decoder's steps keep as many rows as
-        there are windows in flight: a step costs about the same for one row as for sixteen."""
+        there are windows in flight: sixteen rows cost a step under three times what one row does."""
         room = self.batch_size - self.rows_in_flight
         batches = self._take(jobs, per_job, room) if room > 0 else {}
         classic = {}

@@ -18,7 +18,7 @@ events, delivered into the request's event loop). Each round (`Runner.stream_rou
 
 So no request waits for another's windows to end, only for the round in progress (its
 encoder passes and two decoder steps), and the decoder's steps keep as many rows as there are
-windows in flight (a step costs about the same for one row as for sixteen).
+windows in flight (sixteen rows cost a step under three times what one row does).
 
 Fairness is processor sharing by measured compute time, not by windows: a round's wall time is
 shared out equally among the jobs in flight (each one's *credit* grows by round time / jobs), and
