@@ -442,9 +442,9 @@ class GreedyStream:
     for the batch's longest window to end. Each row keeps its own position in the decoder's
     cache (`DecoderCache.join`); every `step` decodes one token for all rows at once and hands
     back the rows that ended. Each row gets what `Decoder.run` gives it at temperature 0 in a
-    batch of its own (up to the float rounding of batched matrix products): the same logit rules,
-    applied to the rows that are at the same point of their sequence together, the same stopping
-    rule and the same result fields.
+    batch of its own (up to the float rounding of batched matrix products): the same logit rules
+    (applied to all rows at once, in at most three groups: see `_choose`), the same stopping rule
+    and the same result fields.
 
     A decoder step costs far less per row with many rows (it reads every weight once, whatever
     the rows), so rows that join a stream in flight share the steps of the others; a batch that

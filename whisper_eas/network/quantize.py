@@ -71,6 +71,9 @@ class Int8Linear(nn.Module):
     computed by the CPU's int8 kernel (`int8_kernel`): fbgemm's packed weights are made from
     the rows on first use and are not part of the state dict."""
 
+    BLOCK = 2048  # output columns per block of a big matrix (fp16: 1.5 MB at d=384)
+    BLOCKED_ROWS = 8  # from this many input rows on, a big matrix is multiplied block by block
+
     def __init__(self, weight: Tensor, bias: Tensor | None, act_dtype: torch.dtype, quantize: bool = True):
         super().__init__()
         self._packed = None
@@ -107,9 +110,6 @@ class Int8Linear(nn.Module):
                 for i in range(0, weight.shape[0], self.BLOCK)]
             self._packed = (pack(weight, bias), blocks)
         return self._packed
-
-    BLOCK = 2048  # output columns per block of a big matrix (fp16: 1.5 MB at d=384)
-    BLOCKED_ROWS = 8  # from this many input rows on, a big matrix is multiplied block by block
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])

@@ -225,7 +225,12 @@ class Runner:
         made without waiting for the round's long windows (a server's short requests). Without it
         they run in the order the windows were taken, so each job's windows (and its JSON's
         per-window lists) stay in the audio's order."""
-        batches = self._take(jobs, per_job)
+        self._run_batches(self._take(jobs, per_job), on_batch)
+
+    def _run_batches(self, batches: Dict[tuple, List[Tuple[Job, Window]]],
+                     on_batch: Optional[Callable[[List[Job]], None]]) -> None:
+        """Encode and decode a round's windows (`_take`) in batches of `batch_size`, handing each
+        batch's jobs to `on_batch` (then shortest audio first; see `round`)."""
         runs = []
         for (options, eas), batch in batches.items():
             # A decoder batch takes up to batch_size windows of one configuration whatever their
@@ -241,7 +246,7 @@ class Runner:
         for run, eas in runs:
             self._run(run, eas)
             if on_batch is not None:
-                on_batch(list({id(job): job for job, _ in run}.values()))
+                on_batch(_jobs_of(job for job, _ in run))
 
     def stream_round(self, jobs: List[Job], per_job: Optional[int] = None,
                      on_batch: Optional[Callable[[List[Job]], None]] = None, steps: int = 4) -> None:
@@ -263,28 +268,22 @@ class Runner:
                 classic[(options, eas)] = batch
                 continue
             audio, encode_cost = self._encode(batch, eas)
-            label = "dense" if eas is None else eas.describe()
             joining: Dict[tuple, List[int]] = {}
             initial = {}
             for i, (job, window) in enumerate(batch):
                 decoder = self._decoder(_decoding_options(options, 0.0), job.tokenizer)
                 initial[i] = self._initial_tokens(job, window, decoder)
                 joining.setdefault(self._decoder_key(decoder), []).append(i)
-                job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + encode_cost[i]
+                _spend(job, "encode", encode_cost[i])
                 self._in_flight[id(job)] = self._in_flight.get(id(job), 0) + 1
             for key, rows in joining.items():
                 if key not in self._streams:
                     self._streams[key] = self._decoders[key].stream()
                 index = torch.tensor(rows, device=audio.x.device)
-                tags = [_Row(batch[i][0], batch[i][1], audio.select(index[j : j + 1]), label)
+                tags = [_Row(batch[i][0], batch[i][1], audio.select(index[j : j + 1]), eas)
                         for j, i in enumerate(rows)]
                 self._streams[key].join(audio.select(index), [initial[i] for i in rows], tags)
-        for (options, eas), batch in classic.items():
-            for i in range(0, len(batch), self.batch_size):
-                run = batch[i : i + self.batch_size]
-                self._run(run, eas)
-                if on_batch is not None:
-                    on_batch(list({id(job): job for job, _ in run}.values()))
+        self._run_batches(classic, on_batch)
         for _ in range(steps):
             if not self.rows_in_flight:
                 break
@@ -296,7 +295,7 @@ class Runner:
                 ended = stream.step()
                 share = (self._clock() - t0) / rows
                 for row in stream.tags + [row for row, _ in ended]:
-                    row.job.info.timings["decode"] = row.job.info.timings.get("decode", 0.0) + share
+                    _spend(row.job, "decode", share)
                 for row, result in ended:
                     left = self._in_flight.pop(id(row.job), 1) - 1  # gone if the job failed meanwhile
                     if left:
@@ -304,13 +303,13 @@ class Runner:
                     if not row.job.done:
                         self._end_row(row, result)
                 if ended and on_batch is not None:
-                    on_batch(list({id(row.job): row.job for row, _ in ended}.values()))
+                    on_batch(_jobs_of(row.job for row, _ in ended))
 
     def _end_row(self, row: "_Row", greedy: DecodingResult) -> None:
         """A window's greedy decoding ended: its fallback temperatures if it fails the thresholds,
         then its segments."""
         results, steps = self._decode_with_fallback([(row.job, row.window)], row.audio, first=[greedy])
-        self._finish_window(row.job, row.window, results[0], row.audio, 0, steps[0], row.label)
+        self._finish_window(row.job, row.window, results[0], row.audio, 0, steps[0], row.eas)
 
     def _take(self, jobs: List[Job], per_job: Optional[int] = None,
               room: Optional[int] = None) -> Dict[tuple, List[Tuple[Job, Window]]]:
@@ -369,20 +368,20 @@ class Runner:
         t1 = self._clock()
         results, steps = self._decode_with_fallback(batch, audio)
         t2 = self._clock()
-        label = "dense" if eas is None else eas.describe()
         for i, ((job, window), result) in enumerate(zip(batch, results)):
-            job.info.timings["encode"] = job.info.timings.get("encode", 0.0) + encode_cost[i]
-            job.info.timings["decode"] = job.info.timings.get("decode", 0.0) + (t2 - t1) / len(batch)
-            self._finish_window(job, window, result, audio, i, steps[i], label)
+            _spend(job, "encode", encode_cost[i])
+            _spend(job, "decode", (t2 - t1) / len(batch))
+            self._finish_window(job, window, result, audio, i, steps[i], eas)
 
     def _finish_window(self, job: Job, window: Window, result: DecodingResult, audio: TokenSet, row: int,
-                       steps: int, label: str) -> None:
-        """A decoded window (row `row` of `audio`): its job's counts, then its segments."""
+                       steps: int, eas: Optional[EASConfig]) -> None:
+        """A decoded window (row `row` of `audio`, encoded with `eas`): its job's counts, then its
+        segments."""
         job.info.decoder_steps += steps
         job.info.windows += 1
         job.info.tokens_kept.append(int((audio.size[row] > 0).sum()) if audio.size is not None
                                     else int(audio.x.shape[1]))
-        job.info.eas_windows.append(label)
+        job.info.eas_windows.append("dense" if eas is None else eas.describe())
         self._consume(job, window, result, audio, row)
 
     def _clock(self) -> float:
@@ -608,7 +607,17 @@ class _Row:
     job: Job
     window: Window
     audio: TokenSet  # its encoder tokens (one row): fallbacks and word timestamps read them
-    label: str  # its EAS configuration, for the job's info
+    eas: Optional[EASConfig]  # how it was encoded, for the job's info
+
+
+def _spend(job: Job, part: str, seconds: float) -> None:
+    """Add `seconds` to the compute time `job` spent on `part` (encode, decode)."""
+    job.info.timings[part] = job.info.timings.get(part, 0.0) + seconds
+
+
+def _jobs_of(jobs: Iterable[Job]) -> List[Job]:
+    """`jobs` once each, in order (what `on_batch` receives)."""
+    return list({id(job): job for job in jobs}.values())
 
 
 def _decoding_options(opts: TranscribeOptions, t: float) -> DecodingOptions:

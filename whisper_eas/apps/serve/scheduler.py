@@ -253,12 +253,12 @@ class Scheduler:
         for ticket in running:
             self._deliver(ticket)
 
-    def _charge(self, chosen: List[Ticket], elapsed: float, in_flight: int) -> None:
+    def _charge(self, ran: List[Ticket], elapsed: float, in_flight: int) -> None:
         """Each of the `in_flight` jobs is owed an equal share of the round's time; those that ran
         pay for what they used."""
         share = elapsed / max(1, in_flight)
         self._last_share = share
-        for ticket in chosen:
+        for ticket in ran:
             timings = ticket.job.info.timings if ticket.job.info is not None else {}
             spent = sum(timings.values())
             ticket.last_cost = spent - ticket.spent
