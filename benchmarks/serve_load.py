@@ -40,6 +40,7 @@ import importlib.util
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -379,6 +380,17 @@ def table(results: List[Result]) -> str:
     return "\n".join(rows)
 
 
+def measured_load(server: Server, mode: str, plan: List[Clip], args) -> Result:
+    """`plan` sent to `server` by `args.clients` clients (`run_load`), summarised with the
+    server's RSS before and after; its table row printed."""
+    rss = server.rss_mb()
+    outcomes, wall, not_sent = run_load(server.url, plan, args.clients, args.time_limit)
+    result = summarize(server, mode, plan, outcomes, wall, not_sent)
+    result.rss_before_mb, result.rss_after_mb = rss, server.rss_mb()
+    print(table([result]).splitlines()[-1], flush=True)
+    return result
+
+
 def repeated_short(servers: List[str], args, folder: Path, shorts: List[Clip]) -> List[Result]:
     """The short load `args.repeat` times per server, every server up at once and their runs
     taking turns (ours, ours-batch1, ours, ...), so that a drift in the machine's speed falls on
@@ -394,27 +406,25 @@ def repeated_short(servers: List[str], args, folder: Path, shorts: List[Clip]) -
         plan = interleave(shorts, [], args.requests)
         for i in range(args.repeat):
             for server in up:
-                rss = server.rss_mb()
-                outcomes, wall, not_sent = run_load(server.url, plan, args.clients, args.time_limit)
-                result = summarize(server, f"short#{i + 1}", plan, outcomes, wall, not_sent)
-                result.rss_before_mb, result.rss_after_mb = rss, server.rss_mb()
-                results.append(result)
-                print(table([result]).splitlines()[-1], flush=True)
+                results.append(measured_load(server, f"short#{i + 1}", plan, args))
     finally:
         for server in up:
             server.stop()
     return results
 
 
+TARGETS = (("faster-whisper", 3.0), ("ours-batch1", 2.0))  # ours' short-load throughput over each, wanted
+
+
 def verdicts(results: List[Result]) -> List[str]:
     by = {(r.server, r.mode): r for r in results}
     lines = []
     runs = sorted({r.mode for r in results if r.mode.startswith("short#")})
-    for peer, need in (("faster-whisper", 3.0), ("ours-batch1", 2.0)):
+    for peer, need in TARGETS:
         pairs = [(by[("ours", m)], by[(peer, m)]) for m in runs if ("ours", m) in by and (peer, m) in by]
         if pairs:
             ratios = sorted(a.req_per_s / b.req_per_s for a, b in pairs if b.req_per_s)
-            median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2
+            median = statistics.median(ratios)
             p95 = sum(a.p95_s < b.p95_s for a, b in pairs if a.p95_s and b.p95_s)
             lines.append(f"short load, ours vs {peer}, {len(pairs)} runs each taking turns: req/s ratios "
                          f"{', '.join(f'{r:.2f}' for r in ratios)}, median {median:.2f}x (want >= {need:g}x: "
@@ -423,7 +433,7 @@ def verdicts(results: List[Result]) -> List[str]:
         failed = sum(r.failed + r.lost for r in results if r.server == "ours")
         lines.append(f"short load, ours: {failed} failed or lost in {len(runs)} runs (want 0)")
     ours = by.get(("ours", "short"))
-    for peer, need in (("faster-whisper", 3.0), ("ours-batch1", 2.0)):
+    for peer, need in TARGETS:
         other = by.get((peer, "short"))
         if ours and other and other.req_per_s:
             ratio = ours.req_per_s / other.req_per_s
@@ -512,14 +522,11 @@ def main() -> int:
                         if kind not in args.interference_servers.split(","):
                             continue
                         result = interference(server, args, shorts, joined)
+                        print(table([result]).splitlines()[-1], flush=True)
                     else:
                         plan = interleave(shorts, longs if mode == "mixed" else [], args.requests)
-                        rss = server.rss_mb()
-                        outcomes, wall, not_sent = run_load(server.url, plan, args.clients, args.time_limit)
-                        result = summarize(server, mode, plan, outcomes, wall, not_sent)
-                        result.rss_before_mb, result.rss_after_mb = rss, server.rss_mb()
+                        result = measured_load(server, mode, plan, args)
                     results.append(result)
-                    print(table([result]).splitlines()[-1], flush=True)
             finally:
                 server.stop()
     print()
