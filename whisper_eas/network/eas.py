@@ -410,7 +410,7 @@ def pool_padding(tokens: TokenSet, audio_tokens: Tensor, stride: Optional[int],
         run_start = torch.cummax(first, dim=1).values
         group = torch.where(inside, run_start + (idx - run_start) // pause_stride * pause_stride, group)
     group = torch.where(size > 0, group, torch.full_like(group, -1))
-    return _merge_groups(tokens.x, size, idx, group)
+    return _merge_groups(tokens.x, size, idx, group, weighted=tokens.size is not None)
 
 
 def _shift_right(mask: Tensor) -> Tensor:
@@ -500,16 +500,20 @@ def merge_adjacent(tokens: TokenSet, source: Tensor, candidate: Tensor, sparsity
     return _pad_rows(xs, idxs, sizes)
 
 
-def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor) -> TokenSet:
-    """Merge tokens sharing a group id (>= 0, time-ordered) into one; group -1 is discarded."""
+def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor, weighted: bool = True) -> TokenSet:
+    """Merge tokens sharing a group id (>= 0, time-ordered) into one; group -1 is discarded.
+    `weighted=False`: every size is 1 (tokens not merged before), so the tokens are summed as
+    they are (the same sums, without a weighted copy of a whole window's tokens)."""
     b, t, d = x.shape
     out_x, out_idx, out_size = [], [], []
     for i in range(b):
         keep = group[i] >= 0
-        g = group[i][keep]
+        every = bool(keep.all())
+        g = group[i] if every else group[i][keep]
         uniq, inverse = torch.unique(g, return_inverse=True)  # sorted = time order
-        w = size[i][keep]
-        acc = x.new_zeros(len(uniq), d).index_add_(0, inverse, x[i][keep] * w[:, None])
+        w = size[i] if every else size[i][keep]
+        tokens = x[i] if every else x[i][keep]
+        acc = x.new_zeros(len(uniq), d).index_add_(0, inverse, tokens * w[:, None] if weighted else tokens)
         tot = w.new_zeros(len(uniq)).index_add_(0, inverse, w)
         first = torch.full((len(uniq),), t * 10**6, dtype=idx.dtype, device=idx.device)
         first = first.scatter_reduce(0, inverse, idx[i][keep], reduce="amin")
