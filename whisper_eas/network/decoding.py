@@ -436,6 +436,14 @@ class Decoder:
         )
 
 
+def _rows_view(x: Tensor, rows: List[int]) -> Optional[Tensor]:
+    """`x[rows]` as a view when `rows` are consecutive and increasing (changes to it change
+    `x`), else None."""
+    if rows[-1] - rows[0] + 1 == len(rows) and all(b == a + 1 for a, b in zip(rows, rows[1:])):
+        return x[rows[0] : rows[-1] + 1]
+    return None
+
+
 class GreedyStream:
     """Greedy decoding (temperature 0, no beams) of windows that join while others are under way:
     a server's requests arriving mid-flight start decoding at the next step instead of waiting
@@ -515,9 +523,10 @@ class GreedyStream:
         live = [r for r, fresh in enumerate(self.fresh) if not fresh]  # rows that choose a token now
         next_tokens = torch.full((len(self),), tok.sot, dtype=torch.long, device=device)  # fresh rows: fed it
         if live:
-            whole = len(live) == len(self)
-            index = None if whole else torch.tensor(live, device=device)
-            logits = self.logits if whole else self.logits.index_select(0, index)
+            # rows join at the end, so the live rows are usually the first ones: a view, no copy
+            logits = _rows_view(self.logits, live)
+            if logits is None:
+                logits = self.logits.index_select(0, torch.tensor(live, device=device))
             chosen = self._choose(logits, live)
             self.sum_logprobs[live] += chosen[1]
             next_tokens[live] = chosen[0]
@@ -560,9 +569,14 @@ class GreedyStream:
         else:
             logprobs = torch.empty_like(logits, dtype=torch.float32)
             for members in cohorts.values():
+                sampled = [self.rows_sampled(rows[i]) for i in members]
+                part = _rows_view(logits, members)  # cohorts are mostly runs of rows (rows join at the end)
+                if part is not None:
+                    logprobs[members[0] : members[-1] + 1] = self._filter(part, sampled, filters)
+                    continue
                 index = torch.tensor(members, device=logits.device)
                 part = logits.index_select(0, index)
-                logprobs[index] = self._filter(part, [self.rows_sampled(rows[i]) for i in members], filters)
+                logprobs[index] = self._filter(part, sampled, filters)
                 logits[index] = part
         tokens = logits.argmax(dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
