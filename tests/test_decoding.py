@@ -256,3 +256,73 @@ def test_a_stream_decodes_greedily_only(tiny):
         Decoder(tiny.model, tiny.tokenizer, DecodingOptions(temperature=0.2)).stream()
     with pytest.raises(OptionsError):
         Decoder(tiny.model, tiny.tokenizer, DecodingOptions(beam_size=2)).stream()
+
+
+def test_a_decoder_cache_closes_up_leaving_rows_and_fills_joining_rows_in_its_own_store():
+    """Rows that leave in order are moved up in place and rows that join go into the spare rows
+    of the same store (a stream allocates it once); what every row holds is what a copy holds."""
+    from whisper_eas.network.model import DecoderCache
+
+    def cache(rows, length, seed):
+        g = torch.Generator().manual_seed(seed)
+        k, v = (torch.randn(2, rows, 3, 16, 4, generator=g) for _ in range(2))
+        cross = [torch.randn(rows, 3, 5, 4, generator=g) for _ in range(2)]
+        c = DecoderCache(k, v, cross, [x.clone() for x in cross], None)
+        c.length = length
+        return c
+
+    c, other = cache(4, 6, 0), cache(1, 3, 1)
+    before = c.self_k[:, :, :, :6].clone()
+    store = c.self_k.data_ptr()
+    c.select(torch.tensor([0, 2, 3]))
+    assert c.self_k.data_ptr() == store and c.batch_size == 3
+    assert torch.equal(c.self_k[:, :, :, :6], before[:, [0, 2, 3]])
+    c.join(other)  # a fourth row fits in the store's spare row
+    assert c.self_k.data_ptr() == store and c.batch_size == 4 and c.length == 6
+    assert torch.equal(c.self_k[:, :3, :, :6], before[:, [0, 2, 3]])
+    assert torch.equal(c.self_k[:, 3, :, :3], other.self_k[:, 0, :, :3])
+    assert not c.self_k[:, 3, :, 3:6].any()  # beyond its own position: zeros, never stale rows
+    c.join(cache(2, 2, 2))  # no room left: a larger store, the rows carried over
+    assert c.self_k.data_ptr() != store and c.batch_size == 6
+    assert torch.equal(c.self_k[:, :3, :, :6], before[:, [0, 2, 3]])
+    beams = cache(3, 4, 3)
+    kept = beams.self_v[:, :, :, :4].clone()
+    beams.select(torch.tensor([2, 0, 0]))  # reordered and repeated (beam search): a copy
+    assert torch.equal(beams.self_v[:, :, :, :4], kept[:, [2, 0, 0]])
+
+
+def test_a_window_that_joins_a_stream_at_a_temperature_draws_the_samples_it_draws_alone(tiny, jfk):
+    """A fallback window (best_of samples from its own seeded generator) joins greedy rows in
+    flight, and gets the samples and the choice among them that `Decoder.run` gives it."""
+    import dataclasses
+
+    from whisper_eas.errors import OptionsError
+    from whisper_eas.network.model import TokenSet
+
+    tok = tiny.tokenizer
+    greedy = Decoder(tiny.model, tok, DecodingOptions())
+    sampling = Decoder(tiny.model, tok, DecodingOptions(temperature=0.6, best_of=3))
+    audio = _stream_windows(tiny, jfk)
+    prompt = greedy.initial_tokens(tok.encode(" Fellow citizens."))
+    alone = [sampling.run(audio[1], [greedy.initial_tokens()], seeds=[7])[0],
+             sampling.run(audio[2], [prompt], seeds=[8])[0]]
+    stream = greedy.stream()
+    stream.join(TokenSet.concat([audio[0], audio[3]]), [greedy.initial_tokens()] * 2, ["g0", "g3"])
+    got = dict(stream.step())
+    stream.join(audio[1], [greedy.initial_tokens()], ["s1"], decoder=sampling, seeds=[7])
+    assert len(stream) == 5  # three samples joined the two greedy rows
+    got.update(dict(stream.step()))
+    stream.join(audio[2], [prompt], ["s2"], decoder=sampling, seeds=[8])
+    steps = 0
+    while len(stream):
+        got.update(dict(stream.step()))
+        steps += 1
+        assert steps < 500
+    assert sorted(got) == ["g0", "g3", "s1", "s2"]
+    for tag, want in zip(("s1", "s2"), alone):
+        assert got[tag].tokens == want.tokens and got[tag].temperature == 0.6
+        assert got[tag].avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
+        assert got[tag].no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-5)
+    with pytest.raises(OptionsError):  # other options than the temperature: not this stream's rows
+        stream.join(audio[0], [greedy.initial_tokens()], ["x"],
+                    decoder=Decoder(tiny.model, tok, dataclasses.replace(sampling.options, suppress_blank=False)))

@@ -436,9 +436,10 @@ def test_a_cancelled_job_leaves_the_stream_and_the_others_go_on(tiny, jfk_audio)
     assert [s.text for s in keep.pending] == [s.text for s in alone]
 
 
-def test_a_window_that_fails_the_thresholds_in_a_stream_falls_back_as_in_a_round(tiny, jfk_audio, monkeypatch):
-    """The greedy result comes from the stream; the fallback temperatures run as `round` runs
-    them, and the window keeps the first result that passes."""
+def test_a_window_that_fails_the_thresholds_in_a_stream_falls_back_in_the_stream_as_in_a_round(tiny, jfk_audio,
+                                                                                               monkeypatch):
+    """The greedy result fails; the window rejoins the stream at the next temperature, draws its
+    samples as `round` draws them (the same seeds), and keeps what `transcribe` keeps."""
     from whisper_eas.network import decoding
 
     real_best = Decoder._best
@@ -452,7 +453,15 @@ def test_a_window_that_fails_the_thresholds_in_a_stream_falls_back_as_in_a_round
     runner = Runner(tiny, batch_size=2)
     job = Job(0, FileWindows(jfk_audio), options)
     runner.start(job)
+    rejoined = []
     while not job.done:
         runner.stream_round([job], per_job=1, steps=8)
+        rejoined.append(runner.rows_in_flight)
+    assert 2 in rejoined  # the window's best_of=2 samples decoded in the stream
     assert job.error is None and job.pending
     assert all(s.temperature == 0.2 for s in job.pending)
+    segments, info = tiny.transcribe(jfk_audio, options)
+    alone = list(segments)
+    assert [(s.text, s.tokens, s.avg_logprob) for s in job.pending] == \
+        [(s.text, s.tokens, pytest.approx(s.avg_logprob, abs=1e-4)) for s in alone]
+    assert job.info.decoder_steps == info.decoder_steps

@@ -3,6 +3,7 @@ decoder, with Whisper's logit rules applied as vectorised tensor ops."""
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -15,7 +16,7 @@ from .model import DecoderCache, TokenSet, Whisper
 from .tokenizer import Tokenizer
 
 NEG_INF = float("-inf")
-PAD_TEXT = 0  # a text token: what GreedyStream pads sampled tokens with (see LogitFilter)
+PAD_TEXT = 0  # a text token: what DecodingStream pads sampled tokens with (see LogitFilter)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class LogitFilter:
     an earlier one returned log-probabilities returns None, and the loop computes them.
 
     A rule reads a row's sampled tokens only through whether there are none, the last two, and
-    which timestamps were sampled: a greedy stream (GreedyStream) filters rows of different
+    which timestamps were sampled: a decoding stream (DecodingStream) filters rows of different
     lengths together, each row's sampled tokens left-padded with a text token (`PAD_TEXT`) to
     the longest, when every row has at least two."""
 
@@ -346,9 +347,10 @@ class Decoder:
             results.append((seq, float(sum_logprobs[r]), no_speech[r]))
         return [results[i * repeats : (i + 1) * repeats] for i in range(n_rows // repeats)]
 
-    def stream(self) -> "GreedyStream":
-        """A greedy decoding batch that windows can join while it runs (see GreedyStream)."""
-        return GreedyStream(self)
+    def stream(self) -> "DecodingStream":
+        """A decoding batch that windows can join while it runs (see DecodingStream); this
+        decoder, greedy, is its own."""
+        return DecodingStream(self)
 
     def _beam_search(self, audio, initial, sot_index):
         """openai-whisper's beam search: each beam proposes its beam_size + 1 best tokens; the
@@ -444,15 +446,30 @@ def _rows_view(x: Tensor, rows: List[int]) -> Optional[Tensor]:
     return None
 
 
-class GreedyStream:
-    """Greedy decoding (temperature 0, no beams) of windows that join while others are under way:
-    a server's requests arriving mid-flight start decoding at the next step instead of waiting
-    for the batch's longest window to end. Each row keeps its own position in the decoder's
-    cache (`DecoderCache.join`); every `step` decodes one token for all rows at once and hands
-    back the rows that ended. Each row gets what `Decoder.run` gives it at temperature 0 in a
-    batch of its own (up to the float rounding of batched matrix products): the same logit rules
-    (applied to all rows at once, in at most three groups: see `_choose`), the same stopping rule
-    and the same result fields.
+@dataclass
+class _StreamItem:
+    """One window in a stream: its rows (one greedy row, or `best_of` samples), and the
+    candidates of those that ended, in row order as `Decoder.run` lists them."""
+
+    tag: object
+    decoder: "Decoder"  # whose options (temperature, length penalty) make the result
+    generator: Optional[torch.Generator]  # the item's draws (sampling; None: greedy or torch's global one)
+    candidates: List[Optional[tuple]]  # per row of the item: (tokens, sum of log-probs, no-speech prob) once ended
+
+
+class DecodingStream:
+    """Decoding of windows that join while others are under way: a server's requests arriving
+    mid-flight start decoding at the next step instead of waiting for the batch's longest window
+    to end. Each row keeps its own position in the decoder's cache (`DecoderCache.join`); every
+    `step` decodes one token for all rows at once and hands back the windows that ended. A
+    window joins greedily (the stream's own decoder: temperature 0, no beams) or with a sampling
+    decoder of the same options at a temperature above 0 (a fallback temperature): then its
+    `best_of` rows draw from the window's own generator, and it ends when all of them have.
+
+    Each window gets what `Decoder.run` gives it in a batch of its own (up to the float rounding
+    of batched matrix products): the same logit rules (applied to all rows at once, in at most
+    three groups: see `_choose`), the same draws from a seeded generator, the same stopping rule,
+    the same choice among samples and the same result fields.
 
     A decoder step costs far less per row with many rows (it reads every weight once, whatever
     the rows), so rows that join a stream in flight share the steps of the others; a batch that
@@ -463,6 +480,7 @@ class GreedyStream:
         if opts.temperature != 0 or (opts.beam_size or 1) > 1:
             raise OptionsError("a decoding stream is greedy: temperature 0, no beam search")
         self.decoder = decoder
+        self._ids = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -471,21 +489,44 @@ class GreedyStream:
         self.begins: List[int] = []  # per row: where its sampled tokens start in seqs
         self.no_speech: List[float] = []
         self.fresh: List[bool] = []  # per row: joined with its start of transcript not fed yet (see join)
+        self.items: List[int] = []  # per row: its window's key in `_items`
+        self.slots: List[int] = []  # per row: its place among its window's rows
+        self._items: Dict[int, _StreamItem] = {}
         self.sum_logprobs: Optional[Tensor] = None  # (B,) float32, as Decoder.run sums them
         self.cache: Optional[DecoderCache] = None
         self.logits: Optional[Tensor] = None  # (B, V): each row's next-token logits
 
     def __len__(self) -> int:
+        """Rows under way (a sampled window has several)."""
         return len(self.tags)
 
-    def join(self, audio: TokenSet, initial: List[List[int]], tags: Sequence[object]) -> None:
+    def join(self, audio: TokenSet, initial: List[List[int]], tags: Sequence[object],
+             decoder: Optional[Decoder] = None, seeds: Optional[Sequence[int]] = None) -> None:
         """Start decoding `audio`'s rows, each from its initial tokens; `tags` name them in the
-        results of `step`.
+        results of `step`. `decoder`: a sampling decoder (temperature > 0, the stream's options
+        otherwise) for these windows, each drawing `best_of` samples from a generator seeded with
+        its `seeds` entry (as `Decoder.run` does).
 
         Rows whose initial tokens are the start of transcript alone (an English-only model with
         timestamps and no prompt: most of a server's requests) are fed it by the next step, with
         the other rows' next tokens, instead of in a decoder pass of their own; the rest are
         fed theirs here."""
+        repeats = 1
+        if decoder is not None and decoder is not self.decoder:
+            opts = decoder.options
+            if opts.temperature <= 0 or dataclasses.replace(opts, temperature=0.0, best_of=None) != self.decoder.options:
+                raise OptionsError("a stream's sampled windows share its options but the temperature")
+            repeats = opts.best_of or 1
+            audio, initial = audio.repeat(repeats), [seq for seq in initial for _ in range(repeats)]
+        decoder = decoder or self.decoder
+        keys = []
+        for i, tag in enumerate(tags):
+            generator = None
+            if decoder is not self.decoder and seeds is not None:
+                generator = torch.Generator(device=audio.x.device).manual_seed(int(seeds[i]))
+            self._items[self._ids] = _StreamItem(tag, decoder, generator, [None] * repeats)
+            keys.append(self._ids)
+            self._ids += 1
         by_length: Dict[int, List[int]] = {}
         for i, seq in enumerate(initial):
             by_length.setdefault(len(seq), []).append(i)
@@ -507,15 +548,17 @@ class GreedyStream:
                 self.cache.join(cache)
                 self.logits = torch.cat([self.logits, logits])
                 self.sum_logprobs = torch.cat([self.sum_logprobs, zeros])
-            self.tags += [tags[i] for i in rows]
+            self.tags += [tags[i // repeats] for i in rows]
+            self.items += [keys[i // repeats] for i in rows]
+            self.slots += [i % repeats for i in rows]
             self.seqs += [list(initial[i]) for i in rows]
             self.begins += [len(initial[i]) for i in rows]
             self.no_speech += no_speech
             self.fresh += [fresh] * len(rows)
 
     def step(self) -> List[Tuple[object, DecodingResult]]:
-        """One token for every row; returns (tag, result) of the rows that ended (end-of-text, or
-        the sample length reached), which leave the stream."""
+        """One token for every row; returns (tag, result) of the windows that ended (all their
+        rows at end-of-text or the sample length), whose rows leave the stream."""
         if not self.tags:
             return []
         dec, tok = self.decoder, self.decoder.tokenizer
@@ -540,8 +583,14 @@ class GreedyStream:
         if ended:
             sums = self.sum_logprobs.tolist()
             for r in ended:
-                sampled = self.seqs[r][self.begins[r]:]
-                results.append((self.tags[r], dec._best([(sampled, sums[r], self.no_speech[r])])))
+                item = self._items[self.items[r]]
+                sampled = self.rows_sampled(r)
+                if sampled and sampled[-1] == tok.eot:  # Decoder.run's candidates stop before it
+                    sampled = sampled[:-1]
+                item.candidates[self.slots[r]] = (sampled, sums[r], self.no_speech[r])
+                if all(c is not None for c in item.candidates):
+                    del self._items[self.items[r]]
+                    results.append((item.tag, item.decoder._best(item.candidates)))
             if not keep:
                 self._clear()
                 return results
@@ -556,8 +605,8 @@ class GreedyStream:
         return results
 
     def _choose(self, logits: Tensor, rows: List[int]) -> Tuple[Tensor, Tensor]:
-        """The logit rules on `logits` (of `rows`), in place, and each row's greedy token and its
-        log-probability."""
+        """The logit rules on `logits` (of `rows`), in place, and each row's token (greedy, or
+        drawn as its window's decoder draws) and its log-probability."""
         filters = self.decoder.filters(logits.device)
         # The rules read a row's sampled tokens only: rows with none, with one, and with more
         # (left-padded with text tokens, which the rules ignore: see LogitFilter) go together.
@@ -579,17 +628,27 @@ class GreedyStream:
                 logprobs[index] = self._filter(part, sampled, filters)
                 logits[index] = part
         tokens = logits.argmax(dim=-1)
+        drawing: Dict[int, List[int]] = {}  # sampled windows -> their live rows (positions in `rows`), in order
+        for i, r in enumerate(rows):
+            if self._items[self.items[r]].decoder is not self.decoder:
+                drawing.setdefault(self.items[r], []).append(i)
+        for key, members in drawing.items():
+            item = self._items[key]
+            index = torch.tensor(members, device=logits.device)
+            probs = (logits.index_select(0, index) / item.decoder.options.temperature).softmax(dim=-1)
+            tokens[index] = torch.multinomial(probs, 1, generator=item.generator)[:, 0]
         return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
     def drop(self, which: Callable[[object], bool]) -> None:
-        """Take the rows whose tag `which` names out of the stream, unfinished (a request whose
-        client went away)."""
+        """Take the windows whose tag `which` names out of the stream, unfinished (a request
+        whose client went away)."""
         keep = [r for r, tag in enumerate(self.tags) if not which(tag)]
         if len(keep) == len(self.tags):
             return
         if not keep:
             self._clear()
             return
+        self._items = {key: item for key, item in self._items.items() if not which(item.tag)}
         self.logits = self.logits[torch.tensor(keep, device=self.logits.device)]
         self._keep(keep)
 
@@ -597,7 +656,7 @@ class GreedyStream:
         index = torch.tensor(keep, device=self.sum_logprobs.device)
         self.cache.select(index)
         self.sum_logprobs = self.sum_logprobs[index]
-        for name in ("tags", "seqs", "begins", "no_speech", "fresh"):
+        for name in ("tags", "seqs", "begins", "no_speech", "fresh", "items", "slots"):
             values = getattr(self, name)
             setattr(self, name, [values[r] for r in keep])
         lengths = self.cache.row_lengths

@@ -287,7 +287,7 @@ class DecoderCache:
             self.self_k = _select_prefix(self.self_k, index, self.length)
             self.self_v = _select_prefix(self.self_v, index, self.length)
             self._store_k, self._store_v = self.self_k, self.self_v
-        if self.groups is not None:  # `index` keeps rows in order (GreedyStream drops finished ones)
+        if self.groups is not None:  # `index` keeps rows in order (DecodingStream drops finished ones)
             self.groups = CrossGroup.select(self.groups, index)
             return
         self.cross_k = [k.index_select(0, index) for k in self.cross_k]

@@ -12,11 +12,11 @@ or the whole window - so that the source can apply the seek rule. Several files 
 lock-step and share encoder and decoder batches, and `submit` adds jobs while the runner runs
 (a server's requests).
 
-A server runs `stream_round` instead: the ready windows of its jobs join a greedy decoding
-stream (network/decoding.py, `GreedyStream`) that keeps the windows already under way, every
-round takes a few decoder steps over all of them, and a window is finished the moment its
-decoding ends; requests that arrive mid-flight thus share the decoder's steps at once instead of
-waiting for a round's longest window.
+A server runs `stream_round` instead: the ready windows of its jobs join a decoding stream
+(network/decoding.py, `DecodingStream`) that keeps the windows already under way, every round
+takes a few decoder steps over all of them, and a window is finished the moment its decoding
+ends (or rejoins the stream at its next fallback temperature); requests that arrive mid-flight
+thus share the decoder's steps at once instead of waiting for a round's longest window.
 
 A job's segments are handed out (`Job.pending`) in the order of the audio: a stream's segments
 wait until every earlier stream of its source is done.
@@ -39,7 +39,7 @@ import torch
 
 from ..errors import AudioError, JobCancelled, OptionsError
 from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from ..network.decoding import Decoder, DecodingOptions, DecodingResult, GreedyStream, detect_language
+from ..network.decoding import Decoder, DecodingOptions, DecodingResult, DecodingStream, detect_language
 from ..network.eas import EASConfig, config_for
 from ..network.model import TokenSet
 from ..network.timing import TIME_PRECISION, add_word_timestamps
@@ -126,7 +126,7 @@ class Runner:
         self.batch_size = batch_size
         self._decoders: Dict[tuple, Decoder] = {}
         self._turn = 0  # which active job takes the first window of the next round
-        self._streams: Dict[tuple, GreedyStream] = {}  # decoder key -> the windows decoding in it (stream rounds)
+        self._streams: Dict[tuple, DecodingStream] = {}  # decoder key -> the windows decoding in it (stream rounds)
         self._in_flight: Dict[int, int] = {}  # id(job) -> its windows in the streams
 
     @property
@@ -251,11 +251,13 @@ class Runner:
     def stream_round(self, jobs: List[Job], per_job: Optional[int] = None,
                      on_batch: Optional[Callable[[List[Job]], None]] = None, steps: int = 4) -> None:
         """A round for a server: windows of `jobs` (at most `per_job` in flight per job, and
-        `batch_size` in all) start decoding in a greedy stream (`GreedyStream`) that keeps the
-        windows already under way, then every stream takes `steps` decoder steps; a window that
-        ends is finished at once (its fallback temperatures, if it fails the thresholds, run
-        right away as in `round`) and its job handed to `on_batch`. Windows that do not decode
-        greedily first (beam search, a first temperature above 0) run as in `round`.
+        `batch_size` in all) start decoding greedily in a stream (`DecodingStream`) that keeps
+        the windows already under way, then every stream takes `steps` decoder steps. A window
+        whose decoding fails the thresholds rejoins the stream at its next fallback temperature
+        (its `best_of` samples drawn as `round` draws them); one that passes, or has no
+        temperature left, is finished at once (the result `round` would keep) and its job handed
+        to `on_batch`. Windows that do not decode greedily first (beam search, a first
+        temperature above 0) run as in `round`.
 
         So a request that arrives while others decode joins them at the next round instead of
         waiting for the longest of them to end, and the decoder's steps keep as many rows as
@@ -280,7 +282,7 @@ class Runner:
                 if key not in self._streams:
                     self._streams[key] = self._decoders[key].stream()
                 index = torch.tensor(rows, device=audio.x.device)
-                tags = [_Row(batch[i][0], batch[i][1], audio.select(index[j : j + 1]), eas)
+                tags = [_Row(batch[i][0], batch[i][1], audio.select(index[j : j + 1]), eas, initial[i])
                         for j, i in enumerate(rows)]
                 self._streams[key].join(audio.select(index), [initial[i] for i in rows], tags)
         self._run_batches(classic, on_batch)
@@ -296,20 +298,32 @@ class Runner:
                 share = (self._clock() - t0) / rows
                 for row in stream.tags + [row for row, _ in ended]:
                     _spend(row.job, "decode", share)
+                finished = []
                 for row, result in ended:
+                    if not row.job.done and self._retry(row, result, stream):
+                        continue
                     left = self._in_flight.pop(id(row.job), 1) - 1  # gone if the job failed meanwhile
                     if left:
                         self._in_flight[id(row.job)] = left
                     if not row.job.done:
-                        self._end_row(row, result)
-                if ended and on_batch is not None:
-                    on_batch(_jobs_of(row.job for row, _ in ended))
+                        steps_taken = sum(len(r.tokens) + 1 for r in row.tried)
+                        self._finish_window(row.job, row.window, _settled(row.tried, row.job.options), row.audio, 0,
+                                            steps_taken, row.eas)
+                    finished.append(row.job)
+                if finished and on_batch is not None:
+                    on_batch(_jobs_of(finished))
 
-    def _end_row(self, row: "_Row", greedy: DecodingResult) -> None:
-        """A window's greedy decoding ended: its fallback temperatures if it fails the thresholds,
-        then its segments."""
-        results, steps = self._decode_with_fallback([(row.job, row.window)], row.audio, first=[greedy])
-        self._finish_window(row.job, row.window, results[0], row.audio, 0, steps[0], row.eas)
+    def _retry(self, row: "_Row", result: DecodingResult, stream: DecodingStream) -> bool:
+        """Record a window's attempt; if it fails the thresholds and a temperature is left, the
+        window rejoins `stream` at that temperature (True)."""
+        opts = row.job.options
+        row.tried.append(result)
+        if not _needs_fallback(result, opts) or len(row.tried) >= len(opts.temperature):
+            return False
+        t = opts.temperature[len(row.tried)]
+        decoder = self._decoder(_decoding_options(opts, t), row.job.tokenizer)
+        stream.join(row.audio, [row.initial], [row], decoder=decoder, seeds=[window_seed(opts.seed, row.window, t)])
+        return True
 
     def _take(self, jobs: List[Job], per_job: Optional[int] = None,
               room: Optional[int] = None) -> Dict[tuple, List[Tuple[Job, Window]]]:
@@ -440,26 +454,14 @@ class Runner:
         prefix = job.tokenizer.encode(" " + opts.prefix.strip()) if opts.prefix and first else None
         return decoder.initial_tokens(prompt, prefix)
 
-    def _decode_with_fallback(self, batch: List[Tuple[Job, Window]], audio: TokenSet,
-                              first: Optional[List[DecodingResult]] = None):
+    def _decode_with_fallback(self, batch: List[Tuple[Job, Window]], audio: TokenSet):
         """Decode each window at the first temperature whose result passes the thresholds;
-        returns the results and the decoder steps each window took. `first`: the results at the
-        first temperature, already decoded (a stream round's greedy rows)."""
+        returns the results and the decoder steps each window took."""
         opts = batch[0][0].options  # a batch shares its options (see round)
         results: List[Optional[DecodingResult]] = [None] * len(batch)
         tried: List[List[DecodingResult]] = [[] for _ in batch]
         todo = list(range(len(batch)))
-        temperatures = opts.temperature
-        if first is not None:
-            todo = []
-            for i, r in enumerate(first):
-                tried[i].append(r)
-                if _needs_fallback(r, opts):
-                    todo.append(i)
-                else:
-                    results[i] = r
-            temperatures = temperatures[1:]
-        for t in temperatures:
+        for t in opts.temperature:
             if not todo:
                 break
             dopts = _decoding_options(opts, t)
@@ -483,10 +485,8 @@ class Runner:
                     else:
                         results[i] = r
             todo = sorted(still)
-        for i in todo:  # every temperature failed: the most likely attempt that did not loop
-            ok = [r for r in tried[i] if opts.compression_ratio_threshold is None
-                  or r.compression_ratio <= opts.compression_ratio_threshold]
-            results[i] = max(ok or tried[i], key=lambda r: r.avg_logprob)
+        for i in todo:  # every temperature failed
+            results[i] = _settled(tried[i], opts)
         steps = [sum(len(r.tokens) + 1 for r in attempts) for attempts in tried]
         return results, steps
 
@@ -608,6 +608,8 @@ class _Row:
     window: Window
     audio: TokenSet  # its encoder tokens (one row): fallbacks and word timestamps read them
     eas: Optional[EASConfig]  # how it was encoded, for the job's info
+    initial: List[int]  # its initial tokens (every temperature starts from them)
+    tried: List[DecodingResult] = field(default_factory=list)  # its attempts so far, one per temperature
 
 
 def _spend(job: Job, part: str, seconds: float) -> None:
@@ -638,6 +640,17 @@ def window_seed(seed: int, window: Window, temperature: float) -> int:
     and its first frame, so that a window draws the same whatever shares its batch or ran before."""
     key = f"{seed}:{window.stream}:{window.start}:{temperature}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+def _settled(tried: List[DecodingResult], opts: TranscribeOptions) -> DecodingResult:
+    """The result a window keeps from its attempts (one per temperature, in order): the last
+    one if it passes the thresholds (trying stops there); when every temperature failed, the
+    most likely attempt that did not loop."""
+    if not _needs_fallback(tried[-1], opts):
+        return tried[-1]
+    ok = [r for r in tried if opts.compression_ratio_threshold is None
+          or r.compression_ratio <= opts.compression_ratio_threshold]
+    return max(ok or tried, key=lambda r: r.avg_logprob)
 
 
 def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:
