@@ -12,9 +12,10 @@ events, delivered into the request's event loop). Each round (`Runner.stream_rou
    windows already decoding. While other jobs are in flight a job has one window in flight: a
    long file's VAD chunks would otherwise take every free row, and each chunk's encoder pass
    stalls the stream. Alone, it may have `solo_windows` (default 2);
-4. takes `steps` decoder steps over every window in flight; a window that ends is finished at
-   once (its fallback temperatures too) and its job's new segments, and its end or error, are
-   handed to its request.
+4. takes `steps` decoder steps over every window in flight; a window that ends and fails the
+   thresholds goes on in the stream at its next fallback temperature, one that is done is
+   finished at once and its job's new segments, and its end or error, are handed to its
+   request.
 
 So no request waits for another's windows to end, only for the round in progress (its
 encoder passes and two decoder steps), and the decoder's steps keep as many rows as there are
