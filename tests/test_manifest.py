@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from whisper_eas.errors import ManifestError
-from whisper_eas.evaluation.manifest import Utterance, load_dataset
+from whisper_eas.evaluation.manifest import Utterance, load_dataset, mostly_long
 
 
 def touch(path: Path, data: bytes = b"RIFF fake audio") -> Path:
@@ -406,3 +406,18 @@ def test_hf_empty_split(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "datasets", _fake_datasets([]))
     with pytest.raises(ManifestError, match=r"hf:some_ds:cfg:train: empty dataset split"):
         load_dataset("hf:some_ds:cfg:train", cache_dir=str(tmp_path))
+
+
+def test_utterances_are_mostly_long_when_their_spans_average_over_one_window(tmp_path):
+    """bench's user mode and search's speech role: a span cut with start/end counts as its
+    span, a whole file as its length."""
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(40 * 16000, np.float32), 16000)
+    whole = Utterance("a", str(path), "")
+    assert mostly_long([whole])
+    assert not mostly_long([Utterance("b", str(path), "", start=0.0, end=5.0)])
+    assert not mostly_long([Utterance("c", str(path), "", start=15.0)])  # 25 s from 15 s on
+    assert mostly_long([whole, Utterance("d", str(path), "", start=2.0, end=26.0)])  # 40 + 24 s over two

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ManifestError, OptionsError
 from ..evaluation import bench
-from ..evaluation.manifest import Utterance, load_dataset
+from ..evaluation.manifest import Utterance, load_dataset, mostly_long
 from ..hardware import describe as describe_machine
 from . import flags
 
@@ -54,10 +54,7 @@ def run(args) -> int:
     threads = args.threads or os.cpu_count() or 1  # every engine gets the same explicit number
     mode = args.mode
     if mode == "auto":
-        from ..io.audio import probe_duration
-
-        durations = [probe_duration(f) or 0.0 for f in files]
-        mode = "user" if sum(durations) > 30.0 * len(files) else "eval"
+        mode = "user" if mostly_long(utterances) else "eval"
     spec = args.engines or (bench.DEFAULT_CUDA_ENGINES if cuda else
                             bench.DEFAULT_LONG_ENGINES if mode == "user" else bench.DEFAULT_ENGINES)
     baseline = args.baseline or ("faster-whisper:float16" if cuda else "faster-whisper:int8")

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ..errors import OptionsError
-from ..evaluation.manifest import load_dataset
+from ..evaluation.manifest import load_dataset, mostly_long
 from ..evaluation.search import (DEFAULT_SPARSITIES, GridSpec, ModelInfo, Settings, build_grid, cache_key,
                                  default_output_dir, report, run_search, write_outputs)
-from ..io.audio import probe_duration
 from ..io.profiles import MIN_UTTERANCES
 from ..network.eas import SCORES
 from ..pipeline.options import EVAL_OPTIONS, TranscribeOptions
@@ -124,8 +123,7 @@ def run(args) -> int:
         options = options.replace(language=args.language)
     role = args.role
     if role == "auto":
-        durations = [probe_duration(u.audio) or 0.0 for u in utterances]
-        role = "speech" if sum(durations) > 30.0 * len(utterances) else "short"
+        role = "speech" if mostly_long(utterances) else "short"
     settings = Settings(dataset=args.dataset, limit=args.limit, budget=args.budget, relative=args.relative,
                         repeats=args.repeats, language=args.language, options=options, role=role,
                         confident=args.confident)

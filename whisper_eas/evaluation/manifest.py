@@ -33,7 +33,7 @@ from typing import Iterable
 
 from ..errors import ManifestError, OptionsError
 
-__all__ = ["AUDIO_EXTENSIONS", "ManifestError", "Utterance", "load_dataset", "parse_jsonl"]
+__all__ = ["AUDIO_EXTENSIONS", "ManifestError", "Utterance", "load_dataset", "mostly_long", "parse_jsonl"]
 
 #: Extensions picked up as audio when a folder is given (lower case, with the dot).
 AUDIO_EXTENSIONS = frozenset(
@@ -56,6 +56,20 @@ class Utterance:
     text: str
     start: float | None = None
     end: float | None = None
+
+
+def mostly_long(utterances: list[Utterance]) -> bool:
+    """Whether the utterances average over 30 s (one Whisper window): long recordings, which
+    `bench` times in user mode and `search` tunes for speech windows. A span cut with start/end
+    counts as its span, a whole file as its length from its header (unknown: 0)."""
+    from ..io.audio import probe_duration
+
+    def seconds(u: Utterance) -> float:
+        if u.end is not None:
+            return u.end - (u.start or 0.0)
+        return max(0.0, (probe_duration(u.audio) or 0.0) - (u.start or 0.0))
+
+    return sum(seconds(u) for u in utterances) > 30.0 * len(utterances)
 
 
 @dataclass(frozen=True)
