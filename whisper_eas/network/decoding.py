@@ -505,7 +505,8 @@ class DecodingStream:
         """Start decoding `audio`'s rows, each from its initial tokens; `tags` name them in the
         results of `step`. `decoder`: a sampling decoder (temperature > 0, the stream's options
         otherwise) for these windows, each drawing `best_of` samples from a generator seeded with
-        its `seeds` entry (as `Decoder.run` does).
+        its `seeds` entry, as `Decoder.run` does (without seeds, from torch's global generator:
+        then what a window draws depends on what else decodes, as in `Decoder.run`).
 
         Rows whose initial tokens are the start of transcript alone (an English-only model with
         timestamps and no prompt: most of a server's requests) are fed it by the next step, with

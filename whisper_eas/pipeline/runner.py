@@ -131,7 +131,8 @@ class Runner:
 
     @property
     def rows_in_flight(self) -> int:
-        """Windows under way in stream rounds (see `stream_round`)."""
+        """Rows under way in stream rounds (see `stream_round`): one per window, `best_of` for a
+        window at a fallback temperature."""
         return sum(len(stream) for stream in self._streams.values())
 
     def submit(self, job: Job) -> None:
