@@ -508,11 +508,9 @@ def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor, weighted:
     out_x, out_idx, out_size = [], [], []
     for i in range(b):
         keep = group[i] >= 0
-        every = bool(keep.all())
-        g = group[i] if every else group[i][keep]
+        keep = slice(None) if bool(keep.all()) else keep  # all kept: views, no copies of the tokens
+        g, w, tokens = group[i][keep], size[i][keep], x[i][keep]
         uniq, inverse = torch.unique(g, return_inverse=True)  # sorted = time order
-        w = size[i] if every else size[i][keep]
-        tokens = x[i] if every else x[i][keep]
         acc = x.new_zeros(len(uniq), d).index_add_(0, inverse, tokens * w[:, None] if weighted else tokens)
         tot = w.new_zeros(len(uniq)).index_add_(0, inverse, w)
         first = torch.full((len(uniq),), t * 10**6, dtype=idx.dtype, device=idx.device)

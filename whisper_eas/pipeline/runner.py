@@ -307,9 +307,8 @@ class Runner:
                     if left:
                         self._in_flight[id(row.job)] = left
                     if not row.job.done:
-                        steps_taken = sum(len(r.tokens) + 1 for r in row.tried)
                         self._finish_window(row.job, row.window, _settled(row.tried, row.job.options), row.audio, 0,
-                                            steps_taken, row.eas)
+                                            _steps(row.tried), row.eas)
                     finished.append(row.job)
                 if finished and on_batch is not None:
                     on_batch(_jobs_of(finished))
@@ -488,8 +487,7 @@ class Runner:
             todo = sorted(still)
         for i in todo:  # every temperature failed
             results[i] = _settled(tried[i], opts)
-        steps = [sum(len(r.tokens) + 1 for r in attempts) for attempts in tried]
-        return results, steps
+        return results, [_steps(attempts) for attempts in tried]
 
     def _consume(self, job: Job, window: Window, result: DecodingResult, audio: TokenSet, row: int) -> None:
         """Segments from one window's result, and how many of its frames they consumed: up to the
@@ -652,6 +650,11 @@ def _settled(tried: List[DecodingResult], opts: TranscribeOptions) -> DecodingRe
     ok = [r for r in tried if opts.compression_ratio_threshold is None
           or r.compression_ratio <= opts.compression_ratio_threshold]
     return max(ok or tried, key=lambda r: r.avg_logprob)
+
+
+def _steps(tried: List[DecodingResult]) -> int:
+    """Decoder steps a window's attempts took (each token, and its end)."""
+    return sum(len(r.tokens) + 1 for r in tried)
 
 
 def _needs_fallback(r: DecodingResult, opts: TranscribeOptions) -> bool:
