@@ -391,6 +391,19 @@ def measured_load(server: Server, mode: str, plan: List[Clip], args) -> Result:
     return result
 
 
+def started(server: Server) -> bool:
+    """Start `server` and say so; False (and why) when it did not start. The caller stops it
+    on every path."""
+    print(f"## {server.kind}: starting", flush=True)
+    try:
+        server.start()
+    except RuntimeError as e:
+        print(f"  {server.kind} did not start: {e}", flush=True)
+        return False
+    print(f"  {server.note}; RSS {server.rss_mb() or 0:.0f} MB", flush=True)
+    return True
+
+
 def repeated_short(servers: List[str], args, folder: Path, shorts: List[Clip]) -> List[Result]:
     """The short load `args.repeat` times per server, every server up at once and their runs
     taking turns (ours, ours-batch1, ours, ...), so that a drift in the machine's speed falls on
@@ -400,9 +413,9 @@ def repeated_short(servers: List[str], args, folder: Path, shorts: List[Clip]) -
         for kind in servers:
             server = Server(kind, args, folder)
             up.append(server)
-            print(f"## {kind}: starting", flush=True)
-            server.start()
-            print(f"  {server.note}; RSS {server.rss_mb() or 0:.0f} MB", flush=True)
+            if not started(server):
+                up.remove(server)
+                server.stop()
         plan = interleave(shorts, [], args.requests)
         for i in range(args.repeat):
             for server in up:
@@ -509,14 +522,9 @@ def main() -> int:
             servers = []
         for kind in servers:
             server = Server(kind, args, folder)
-            print(f"## {kind}: starting", flush=True)
             try:  # the server stops on every path: a failed start, an error, Ctrl-C
-                try:
-                    server.start()
-                except RuntimeError as e:
-                    print(f"  {kind} did not start: {e}", flush=True)
+                if not started(server):
                     continue
-                print(f"  {server.note}; RSS {server.rss_mb() or 0:.0f} MB", flush=True)
                 for mode in modes:
                     if mode == "interference":
                         if kind not in args.interference_servers.split(","):

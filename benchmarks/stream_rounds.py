@@ -3,7 +3,7 @@ process on C clients' worth of dev-short clips, and the time of each part is add
 
 This is `whisper-eas serve`'s work with the network taken out: C jobs in flight (a finished job
 is replaced at once by the next clip, as a client sends its next request when answered), each
-round `Runner.stream_round(jobs, per_job=1, steps=2)` as the scheduler calls it, with
+round `Runner.stream_round(jobs, per_job=1, steps=STEPS)` as the scheduler calls it, with
 `--max-batch` rows (16: the default; 1: `serve --max-batch 1`). The parts are timed by wrapping
 the runner's and the stream's methods:
 
@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from whisper_eas import WhisperModel  # noqa: E402
+from whisper_eas.apps.serve.scheduler import STEPS  # noqa: E402
 from whisper_eas.hardware import describe  # noqa: E402
 from whisper_eas.network import decoding  # noqa: E402
 from whisper_eas.network.model import TextDecoder  # noqa: E402
@@ -84,7 +85,7 @@ def serve(whisper: WhisperModel, clips: list, requests: int, clients: int, max_b
                 if job.info is None:
                     runner.start(job)
             # the scheduler picks max_batch jobs, oldest first, and lets each one window in flight
-            runner.stream_round(active[:max_batch], per_job=1, steps=2)
+            runner.stream_round(active[:max_batch], per_job=1, steps=STEPS)
             active = [job for job in active if not job.done]
     return time.perf_counter() - t0
 

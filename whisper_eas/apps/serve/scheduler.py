@@ -57,6 +57,7 @@ from ...pipeline.runner import Job, Runner
 
 log = logging.getLogger("whisper_eas.serve")
 DEBT_WAIT_MAX = 1.0  # seconds
+STEPS = 2  # decoder steps per round (1, 3 and 4 measured no faster with benchmarks/serve_load.py)
 
 
 class Ticket:
@@ -104,7 +105,7 @@ class Scheduler:
     most (see the module docstring). `start()` starts its thread, `stop()` ends it."""
 
     def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1,
-                 solo_windows: int = 2, steps: int = 2):
+                 solo_windows: int = 2, steps: int = STEPS):
         self.runner = Runner(model, batch_size=max_batch)
         self.max_batch = max_batch
         self.solo_windows = max(1, solo_windows)
