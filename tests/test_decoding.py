@@ -7,7 +7,7 @@ import torch
 
 from whisper_eas.io.audio import AudioWindows
 from whisper_eas.network.decoding import (ApplyTimestampRules, Decoder, DecodingOptions, SuppressBlank, SuppressTokens,
-                                  compression_ratio)
+                                  compression_ratio, draw_tokens, greedy_tokens)
 
 NEG = float("-inf")
 
@@ -142,6 +142,34 @@ def test_sampling_uses_best_of_and_is_seedable(tiny, jfk_audio):
     torch.manual_seed(0)
     b = dec.run(jfk_audio, [dec.initial_tokens()])[0]
     assert a.tokens == b.tokens and a.temperature == 0.8
+
+
+def test_greedy_tokens_are_the_first_largest_column_as_argmax_gives_with_ties_infinities_and_nans():
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        rows = int(torch.randint(1, 20, (), generator=gen))
+        width = int(torch.randint(1, 3000, (), generator=gen))
+        logits = torch.randint(-3, 3, (rows, width), generator=gen).float()  # many ties
+        if trial % 3 == 0:
+            logits[torch.rand(rows, width, generator=gen) < 0.3] = NEG
+        if trial % 7 == 0:
+            logits[torch.rand(rows, width, generator=gen) < 0.001] = float("nan")
+        assert torch.equal(greedy_tokens(logits), logits.argmax(dim=-1)), (rows, width)
+    vocab = torch.randn(16, 51864, generator=gen)
+    vocab[3, 51863] = vocab[5, 0] = 100.0  # the last column; the first
+    assert torch.equal(greedy_tokens(vocab), vocab.argmax(dim=-1))
+
+
+def test_drawn_tokens_follow_the_probabilities_never_take_a_zero_and_repeat_with_the_seed():
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]]).repeat(4000, 1)
+    tokens = draw_tokens(probs, torch.Generator().manual_seed(1))
+    first = torch.bincount(tokens[0::2], minlength=5).float() / 4000
+    assert torch.allclose(first, torch.tensor([0.1, 0.0, 0.6, 0.3, 0.0]), atol=0.03)
+    assert bool((tokens[1::2] == 4).all())  # a certain token, after a run of zeros
+    again = draw_tokens(probs, torch.Generator().manual_seed(1))
+    assert torch.equal(tokens, again)
+    # unnormalised rows (a float sum a little off 1) draw in proportion too
+    assert torch.equal(draw_tokens(probs * 0.999, torch.Generator().manual_seed(1)), tokens)
 
 
 def test_invalid_options():

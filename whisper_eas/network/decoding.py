@@ -127,7 +127,7 @@ class ApplyTimestampRules(LogitFilter):
             self._grammar_masked(logits, seq)
         logprobs = logits.float().log_softmax(dim=-1)
         ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)
-        best_text = logprobs[:, :ts_begin].max(dim=-1).values
+        best_text = logprobs[:, :ts_begin].amax(dim=-1)  # the values of max(), without its slow indices
         text_banned = ts_mass > best_text
         if logits.device.type != "cpu":
             return self._ban_text_masked(logits, text_banned, logprobs)
@@ -220,15 +220,50 @@ def detect_language(model: Whisper, audio: TokenSet, tokenizer: Tokenizer) -> Li
     return [dict(zip(tokenizer.language_codes, row.tolist())) for row in probs]
 
 
+ARGMAX_BLOCK = 128  # columns per block of greedy_tokens' first pass
+
+
+def greedy_tokens(logits: Tensor) -> Tensor:
+    """`logits.argmax(dim=-1)`: each row's first largest column, the same index in every case
+    (ties, -inf, NaN). On a CPU PyTorch's argmax over a row is a scalar loop and its amax a
+    vector one (16 x 51864 logits on an AVX2 AMD EPYC, timed once: 1.04 ms against 0.19), so
+    rows go in two passes: the maxima of blocks of columns, then the first largest column of
+    each row's first largest block."""
+    rows, width = logits.shape
+    if logits.device.type != "cpu" or rows < 2 or width < 4 * ARGMAX_BLOCK:
+        return logits.argmax(dim=-1)
+    w = ARGMAX_BLOCK
+    full = width // w
+    maxima = logits[:, : full * w].reshape(rows, full, w).amax(dim=-1)
+    if full * w < width:  # the last, shorter block
+        maxima = torch.cat([maxima, logits[:, full * w :].amax(dim=-1, keepdim=True)], dim=1)
+    block = maxima.argmax(dim=-1)
+    # past the last column the index repeats it, after its first occurrence: argmax keeps the first
+    columns = (block[:, None] * w + torch.arange(w, device=logits.device)).clamp_(max=width - 1)
+    return block * w + logits.gather(1, columns).argmax(dim=-1)
+
+
+def draw_tokens(probs: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """One token per row of `probs` (rows of probabilities summing to about 1), drawn by the
+    inverse of the row's cumulative distribution: one uniform number per row from `generator`
+    (None: torch's global one). `torch.multinomial` draws a number per column instead (5 x
+    51864, timed once on an AVX2 AMD EPYC: 7.8 ms against 0.2). A token of probability 0 is never
+    drawn: the point searched for lies in (0, total], and the first column whose cumulative sum
+    reaches it has a share of its own."""
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, (1 - u) * cdf[:, -1:])[:, 0]
+
+
 def _draw(probs: Tensor, items: Tensor, generators: Optional[List[torch.Generator]]) -> Tensor:
     """One token per row of `probs`; row r belongs to item `items[r]`, whose rows draw from
     `generators[item]` (None: all from torch's global generator)."""
     if generators is None:
-        return torch.multinomial(probs, 1)[:, 0]
+        return draw_tokens(probs)
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     for item in items.unique().tolist():
         rows = (items == item).nonzero()[:, 0]
-        out[rows] = torch.multinomial(probs[rows], 1, generator=generators[item])[:, 0]
+        out[rows] = draw_tokens(probs[rows], generators[item])
     return out
 
 
@@ -323,7 +358,7 @@ class Decoder:
             if logprobs is None:
                 logprobs = logits.log_softmax(dim=-1)
             if opts.temperature == 0:
-                next_tokens = logits.argmax(dim=-1)
+                next_tokens = greedy_tokens(logits)
             else:
                 next_tokens = _draw((logits / opts.temperature).softmax(dim=-1), active // repeats, generators)
             sum_logprobs[active] += logprobs.gather(1, next_tokens[:, None])[:, 0]
@@ -628,7 +663,7 @@ class DecodingStream:
                 part = logits.index_select(0, index)
                 logprobs[index] = self._filter(part, sampled, filters)
                 logits[index] = part
-        tokens = logits.argmax(dim=-1)
+        tokens = greedy_tokens(logits)
         drawing: Dict[int, List[int]] = {}  # sampled windows -> their live rows (positions in `rows`), in order
         for i, r in enumerate(rows):
             if self._items[self.items[r]].decoder is not self.decoder:
@@ -637,7 +672,7 @@ class DecodingStream:
             item = self._items[key]
             index = torch.tensor(members, device=logits.device)
             probs = (logits.index_select(0, index) / item.decoder.options.temperature).softmax(dim=-1)
-            tokens[index] = torch.multinomial(probs, 1, generator=item.generator)[:, 0]
+            tokens[index] = draw_tokens(probs, item.generator)
         return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
     def drop(self, which: Callable[[object], bool]) -> None:
