@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_eas.evaluation.bench import EngineRun, engine_kind, render_table, split_variants
+from whisper_eas.errors import OptionsError
+from whisper_eas.evaluation.bench import (WORKERS, EngineRun, engine_kind, openai_whisper_options, render_table,
+                                         split_variants)
 from whisper_eas.apps.cli import main
 
 
@@ -38,6 +40,16 @@ def test_engine_variants_are_read_off_the_spec():
 def test_the_driver_and_the_worker_read_the_same_engine_kind_off_a_spec_with_a_variant_and_no_type():
     assert [engine_kind(s) for s in ("faster-whisper+vad", "faster-whisper:int8+vad", "ours+files", "transformers")] \
         == ["faster-whisper", "faster-whisper", "ours", "transformers"]
+
+
+def test_peer_workers_run_the_mode_asked_for_or_refuse_it_in_one_line():
+    user, eval_ = openai_whisper_options("user", "cpu"), openai_whisper_options("eval", "cpu")
+    assert eval_["without_timestamps"] and eval_["temperature"] == 0.0 and not eval_["condition_on_previous_text"]
+    # user mode: its own defaults (timestamps, fallback temperatures, the previous text as prompt)
+    assert not {"without_timestamps", "temperature", "condition_on_previous_text"} & set(user)
+    assert user["beam_size"] is None  # greedy in both, as every engine in a bench table
+    with pytest.raises(OptionsError, match="eval mode only"):  # before any import or load
+        WORKERS["transformers"]("transformers", "tiny.en", ["x.wav"], 1, "cpu", "user")
 
 
 def test_a_bare_audio_file_has_no_wer():

@@ -26,6 +26,7 @@ Engines (`--engines`, comma-separated; `+` adds a variant):
         +batchedN           its BatchedInferencePipeline with batch_size=N
   openai-whisper            openai-whisper with the same weights exported to its .pt format
   transformers              HF transformers WhisperForConditionalGeneration with the same weights
+                            (eval mode only: generate() on each file's first 30 s)
 Peers that are not installed are skipped with a note.
 """
 
@@ -160,6 +161,15 @@ def _faster_whisper(spec: str, model: str, files: List[str], threads: int, devic
     return dict(seconds=time.perf_counter() - t0, tokens=tokens, texts=texts, load_seconds=load, audio_seconds=audio)
 
 
+def openai_whisper_options(mode: str, device: str) -> dict:
+    """openai-whisper's transcribe() options for `mode`: greedy (its default beam_size=None) in
+    both; eval also turns off timestamps, fallback and the prompt, user keeps its defaults."""
+    opts = dict(beam_size=None, fp16=device.startswith("cuda"), language="en")
+    if mode == "eval":
+        opts.update(temperature=0.0, without_timestamps=True, condition_on_previous_text=False)
+    return opts
+
+
 def _openai_whisper(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
     import torch
     import whisper as openai_whisper  # the openai-whisper package
@@ -171,8 +181,7 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int, devic
         path = Path(tmp) / "model.pt"
         torch.save({"dims": dims.__dict__, "model_state_dict": state}, path)
         ow = openai_whisper.load_model(str(path), device=device)
-    opts = dict(beam_size=None, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
-                fp16=device.startswith("cuda"), language="en")
+    opts = openai_whisper_options(mode, device)
     ow.transcribe(files[0], **opts)
     texts, tokens = [], 0
     t0 = time.perf_counter()
@@ -184,6 +193,9 @@ def _openai_whisper(spec: str, model: str, files: List[str], threads: int, devic
 
 
 def _transformers(spec: str, model: str, files: List[str], threads: int, device: str, mode: str) -> dict:
+    if mode != "eval":  # generate() on one 30-s window below: no timestamps, seeking or fallback
+        raise OptionsError("transformers is measured in eval mode only (one window per file, no timestamps): "
+                           "use --mode eval")
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
