@@ -738,6 +738,10 @@ def print_summary(manifests: dict[str, list[dict]]) -> None:
         print(f"{name:<22} {len(records):>5} {total:>9.1f} {format_duration(total):>8}  {sources}")
 
 
+# the manifests every build writes (synthetic.jsonl only with --synthetic), in the order written
+MANIFESTS = ("dev", "heldout", "longform", "dev-short", "longform-dev", "longform-heldout")
+
+
 def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
     require_tool("ffmpeg", APT_HINT)
     out.mkdir(parents=True, exist_ok=True)
@@ -772,7 +776,7 @@ def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
         made, kept = materialize(sets[name], out, force)
         print(f"{name}: {made} audio files made, {kept} already present", flush=True)
     written = {}
-    for name in ("dev", "heldout", "longform", "synthetic", "dev-short", "longform-dev", "longform-heldout"):
+    for name in MANIFESTS + ("synthetic",):
         if name in sets:
             write_manifest(out / f"{name}.jsonl", sets[name])
             written[f"{name}.jsonl"] = [item.record() for item in sets[name]]
@@ -782,8 +786,7 @@ def build(out: Path, synthetic: bool, force: bool, short_size: int) -> None:
 
 def check(out: Path) -> None:
     """Verify that the manifests and every audio file they name exist."""
-    names = ["dev.jsonl", "heldout.jsonl", "longform.jsonl", "dev-short.jsonl",
-             "longform-dev.jsonl", "longform-heldout.jsonl"]
+    names = [f"{name}.jsonl" for name in MANIFESTS]
     if (out / "synthetic.jsonl").is_file():
         names.append("synthetic.jsonl")
     manifests, missing = {}, []

@@ -211,9 +211,10 @@ def _first_line(e: Exception) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, data: Optional[bytes] = None) -> dict:
+    """The JSON object in `path` (or in `data`, its bytes already read); a ModelError otherwise."""
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_bytes() if data is None else data)
     except (ValueError, OSError) as e:
         raise ModelError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
     if not isinstance(value, dict):
@@ -229,8 +230,9 @@ def _config_digest(fingerprint: str, folder: Path) -> str:
     h = hashlib.sha256(fingerprint.encode())
     for name in CONFIG_FILES:
         if (folder / name).is_file():
-            _read_json(folder / name)
-            h.update(name.encode() + (folder / name).read_bytes())
+            data = (folder / name).read_bytes()
+            _read_json(folder / name, data)
+            h.update(name.encode() + data)
     return f"{fingerprint}-{h.hexdigest()[:8]}"
 
 

@@ -184,9 +184,10 @@ class EASPolicy:
         return " | ".join("dense" if c is None else c.describe() for c in (self.short, self.speech))
 
 
-def config_for(eas: "Union[None, EASConfig, EASPolicy]", frames: int, window_frames: int = 3000) -> Optional[EASConfig]:
-    """The configuration a window runs: a policy picks by content; a configuration is for all."""
-    return eas.pick(frames, window_frames) if isinstance(eas, EASPolicy) else eas
+def config_for(eas: "Union[None, EASConfig, EASPolicy]", frames: int) -> Optional[EASConfig]:
+    """The configuration a window of `frames` audio frames runs: a policy picks by content; a
+    configuration is for all."""
+    return eas.pick(frames) if isinstance(eas, EASPolicy) else eas
 
 
 def _policy_overrides() -> OptionsError:

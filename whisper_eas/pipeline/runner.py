@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, Lis
 import torch
 
 from ..errors import AudioError, JobCancelled, OptionsError
-from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from ..io.audio import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
 from ..network.decoding import Decoder, DecodingOptions, DecodingResult, DecodingStream, detect_language
 from ..network.eas import EASConfig, config_for
 from ..network.model import TokenSet
@@ -345,7 +345,7 @@ class Runner:
         items = [(j, w) for j, w in items if not w.inaudible and not j.done]
         batches: Dict[tuple, List[Tuple[Job, Window]]] = {}
         for job, window in items:
-            key = (job.options, config_for(job.options.eas, window.frames, N_FRAMES))
+            key = (job.options, config_for(job.options.eas, window.frames))
             batches.setdefault(key, []).append((job, window))
         return batches
 

@@ -308,8 +308,8 @@ class ChunkedWindows(WindowSource):
             lo = a + longest - int(self.vad.search * SAMPLE_RATE)
             b = self._buf_start + quietest_cut(self._buf, lo - self._buf_start, a + longest - self._buf_start,
                                                self.vad)
-        chunk = _Chunk(self._cut, a, self._buf[a - self._buf_start : b - self._buf_start].copy(), self.n_mels,
-                       self.padding)
+        # a view: _release leaves the chunk the only holder of these samples
+        chunk = _Chunk(self._cut, a, self._buf[a - self._buf_start : b - self._buf_start], self.n_mels, self.padding)
         self._cut += 1
         self._next = b
         self._release(b)
@@ -318,7 +318,10 @@ class ChunkedWindows(WindowSource):
         return True
 
     def _release(self, sample: int) -> None:
+        """Drop the samples before `sample` (a chunk made of them holds its own view). The rest,
+        at most the search span and a read-ahead block, is copied out, so that the buffer the
+        chunk views is not also kept by the reader."""
         cut = sample - self._buf_start
         if cut > 0:
-            self._buf = self._buf[cut:]
+            self._buf = self._buf[cut:].copy()
             self._buf_start = sample
