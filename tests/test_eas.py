@@ -20,8 +20,8 @@ def _tokens(b=1, t=8, d=4, seed=0):
 def _record(probs):
     """An AttentionRecord from a full (B, H, T, T) probability matrix."""
     b, h, t, _ = probs.shape
-    return AttentionRecord(probs.sum(dim=2), torch.diagonal(probs, dim1=-2, dim2=-1),
-                           torch.full((b,), float(t)), torch.zeros(b, h, t, 3))
+    return AttentionRecord(keys=torch.zeros(b, h, t, 3), received=probs.sum(dim=2),
+                           diagonal=torch.diagonal(probs, dim1=-2, dim2=-1), n_queries=torch.full((b,), float(t)))
 
 
 def _attention_receiving(weights):
@@ -151,8 +151,8 @@ def test_zero_sparsity_is_bit_for_bit_dense(tiny, jfk):
 def test_later_blocks_and_cross_attention_run_on_kept_tokens_only(tiny, jfk_window):
     feats, n = jfk_window
     seen = []
-    hooks = [blk.register_forward_hook(lambda m, args, kw, out, i=i: seen.append((i, args[0].shape[1], kw.get("return_probs", args[2] if len(args) > 2 else False)))
-                                       , with_kwargs=True)
+    hooks = [blk.register_forward_hook(lambda m, args, kw, out, i=i: seen.append((i, args[0].shape[1], kw.get("record"))),
+                                       with_kwargs=True)
              for i, blk in enumerate(tiny.model.encoder.blocks)]
     try:
         out = _encode(tiny, feats[None], [n], "1:0.6 drop")
@@ -163,7 +163,7 @@ def test_later_blocks_and_cross_attention_run_on_kept_tokens_only(tiny, jfk_wind
     assert k == 600  # ceil(0.4 * 1500)
     assert [(i, t) for i, t, _ in seen] == [(0, 1500), (1, 1500), (2, k), (3, k)]
     # block 1's attention ran once, with its probabilities kept for the score; no other block
-    assert [i for i, _, probs in seen if probs] == [1]
+    assert [(i, record) for i, _, record in seen if record] == [(1, "probs")]
     cache = tiny.model.decoder.new_cache(out)
     assert all(ck.shape[2] == k for ck in cache.cross_k)
 
@@ -228,6 +228,32 @@ def test_word_timestamps_survive_pruning(tiny, jfk):
     assert [w.word for w in dense_words] == [w.word for w in sparse_words]
     for a, b in zip(dense_words, sparse_words):
         assert abs(a.start - b.start) <= 0.2 and abs(a.end - b.end) <= 0.2, (a, b)
+
+
+def test_merging_by_keys_reads_the_keys_of_the_fused_kernel_and_merges_what_the_recording_path_merges(tiny, jfk_window):
+    from whisper_eas.network.eas import EASReducer
+
+    feats, n = jfk_window
+    config = parse_eas("1:0.3 score=adjacent-keys")
+    seen = []
+    hooks = [blk.register_forward_hook(lambda m, args, kw, out, i=i: seen.append((i, kw.get("record"))), with_kwargs=True)
+             for i, blk in enumerate(tiny.model.encoder.blocks)]
+    try:
+        fused = _encode(tiny, feats[None], [n], config)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert [(i, r) for i, r in seen if r] == [(1, "keys")]
+    plain = EASReducer.wants_attention
+    EASReducer.wants_attention = lambda self, i: "probs" if plain(self, i) else None  # the recording path
+    try:
+        recorded = _encode(tiny, feats[None], [n], config)
+    finally:
+        EASReducer.wants_attention = plain
+    assert fused.x.shape[1] == 1050  # 30% of 1500 merged away
+    # the keys come from the projection before attention: the same merges either way
+    assert torch.equal(fused.kept_index, recorded.kept_index) and torch.equal(fused.size, recorded.size)
+    assert torch.allclose(fused.x, recorded.x, atol=1e-3)
 
 
 def test_scoring_attention_equals_plain_attention_and_its_probabilities():

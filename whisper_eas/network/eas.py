@@ -330,9 +330,11 @@ class EASReducer(TokenReducer):
         if config.pause is not None and energy is not None:
             self.pauses = pause_tokens(energy, audio_tokens, config.pause_db, config.pause_min, config.pause_edge)
 
-    def wants_attention(self, block_index: int) -> bool:
+    def wants_attention(self, block_index: int) -> Optional[str]:
         stage = self.stages.get(block_index)
-        return stage is not None and self.config.needs_attention and self.config._prunes(stage)
+        if stage is None or not self.config.needs_attention or not self.config._prunes(stage):
+            return None
+        return "keys" if self.config.score == "adjacent-keys" else "probs"  # keys: the fused kernel runs
 
     def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
         cfg = self.config

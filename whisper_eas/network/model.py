@@ -90,18 +90,22 @@ class AttentionRecord:
     """What the EAS scoring block keeps of its self-attention: sums over the queries, so the
     (B, H, k, k) probability matrix never needs to exist at once."""
 
-    received: Tensor  # (B, H, k) probability each key receives, summed over the valid queries
-    diagonal: Tensor  # (B, H, k) each token's attention to itself
-    n_queries: Tensor  # (B,) valid (non-padding) queries
     keys: Tensor  # (B, H, k, dh)
+    # with the probabilities recorded ("probs"; None when only the keys were asked for):
+    received: Optional[Tensor] = None  # (B, H, k) probability each key receives, summed over the valid queries
+    diagonal: Optional[Tensor] = None  # (B, H, k) each token's attention to itself
+    n_queries: Optional[Tensor] = None  # (B,) valid (non-padding) queries
 
 
 class TokenReducer:
     """An EAS hook: called before block 0 (index -1) and after every encoder block with the
     block's output tokens and, if it asked for it (`wants_attention`), the block's attention."""
 
-    def wants_attention(self, block_index: int) -> bool:
-        return False
+    def wants_attention(self, block_index: int) -> Optional[str]:
+        """What the hook reads of block `block_index`'s attention: None, "keys" (the keys only:
+        the fused attention kernel runs) or "probs" (also the probabilities' sums: the block's
+        attention runs in `attention_with_record`)."""
+        return None
 
     def __call__(self, block_index: int, tokens: TokenSet, attention: Optional[AttentionRecord]) -> TokenSet:
         return tokens
@@ -127,12 +131,14 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(n_state, 3 * n_state)
         self.out = nn.Linear(n_state, n_state)
 
-    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, return_probs: bool = False):
+    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, record: Optional[str] = None):
+        """-> (output, AttentionRecord or None); `record`: what to keep (TokenReducer.wants_attention)."""
         q, k, v = (_split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
-        if not return_probs:
-            return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias))), None
-        out, record = attention_with_record(q, k, v, key_bias)
-        return self.out(_merge_heads(out)), record
+        if record == "probs":
+            out, kept = attention_with_record(q, k, v, key_bias)
+            return self.out(_merge_heads(out)), kept
+        out = self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)))
+        return out, (AttentionRecord(keys=k) if record == "keys" else None)
 
 
 def attention_with_record(q: Tensor, k: Tensor, v: Tensor, key_bias: Optional[Tensor],
@@ -157,7 +163,7 @@ def attention_with_record(q: Tensor, k: Tensor, v: Tensor, key_bias: Optional[Te
         out[:, :, i:j] = probs @ v
         received += (probs * valid[:, None, i:j, None]).sum(dim=2, dtype=torch.float32)
         diagonal[:, :, i:j] = torch.diagonal(probs[..., i:j], dim1=-2, dim2=-1).float()
-    return out, AttentionRecord(received, diagonal, valid.sum(dim=1).float(), k)
+    return out, AttentionRecord(keys=k, received=received, diagonal=diagonal, n_queries=valid.sum(dim=1).float())
 
 
 class EncoderBlock(nn.Module):
@@ -168,8 +174,8 @@ class EncoderBlock(nn.Module):
         self.mlp_ln = nn.LayerNorm(n_state)
         self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
 
-    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, return_probs: bool = False):
-        h, attention = self.attn(self.attn_ln(x), key_bias, return_probs)
+    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, record: Optional[str] = None):
+        h, attention = self.attn(self.attn_ln(x), key_bias, record)
         x = x + h
         x = x + self.mlp(self.mlp_ln(x))
         return x, attention
@@ -220,8 +226,8 @@ class AudioEncoder(nn.Module):
         if reducer is not None:
             tokens = reducer(-1, tokens, None)
         for i, block in enumerate(self.blocks):
-            want = reducer is not None and reducer.wants_attention(i)
-            x, attention = block(tokens.x, tokens.key_bias, return_probs=want)
+            want = reducer.wants_attention(i) if reducer is not None else None
+            x, attention = block(tokens.x, tokens.key_bias, record=want)
             tokens = TokenSet(x, tokens.kept_index, tokens.size)
             if reducer is not None:
                 tokens = reducer(i, tokens, attention)
