@@ -288,7 +288,8 @@ def test_a_stream_decodes_greedily_only(tiny):
 
 def test_a_decoder_cache_closes_up_leaving_rows_and_fills_joining_rows_in_its_own_store():
     """Rows that leave in order are moved up in place and rows that join go into the spare rows
-    of the same store (a stream allocates it once); what every row holds is what a copy holds."""
+    of the same store (a stream allocates it once); beam reorderings take turns between two
+    stores; what every row holds is what a copy holds."""
     from whisper_eas.network.model import DecoderCache
 
     def cache(rows, length, seed):
@@ -317,6 +318,13 @@ def test_a_decoder_cache_closes_up_leaving_rows_and_fills_joining_rows_in_its_ow
     kept = beams.self_v[:, :, :, :4].clone()
     beams.select(torch.tensor([2, 0, 0]))  # reordered and repeated (beam search): a copy
     assert torch.equal(beams.self_v[:, :, :, :4], kept[:, [2, 0, 0]])
+    first = beams.self_v.data_ptr()
+    kept = beams.self_v[:, :, :, :4].clone()
+    beams.select(torch.tensor([1, 1, 2]))  # the next reordering writes into the previous store
+    assert torch.equal(beams.self_v[:, :, :, :4], kept[:, [1, 1, 2]])
+    beams.select(torch.tensor([0, 2, 1]))  # and back into the one the first reordering made
+    assert torch.equal(beams.self_v[:, :, :, :4], kept[:, [1, 1, 2]][:, [0, 2, 1]])
+    assert beams.self_v.data_ptr() == first
 
 
 def test_a_window_that_joins_a_stream_at_a_temperature_draws_the_samples_it_draws_alone(tiny, jfk):
