@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from whisper_eas.evaluation.manifest import load_dataset  # noqa: E402
+from whisper_eas.io.audio import probe_duration  # noqa: E402
 
 
 def main() -> None:
@@ -42,11 +46,8 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="cores to share out (default: all)")
     args = p.parse_args()
 
-    rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
-    base = Path(args.manifest).parent
-    files = [dict(id=r.get("id") or Path(r["audio"]).stem, audio=str((base / r["audio"]).resolve()))
-             for r in rows[: args.limit]]
-    audio_s = sum(_duration(f["audio"]) for f in files)
+    files = [dict(id=u.id, audio=u.audio) for u in load_dataset(args.manifest, args.limit)]
+    audio_s = sum(probe_duration(f["audio"]) or 0.0 for f in files)
     work = Path(tempfile.mkdtemp(prefix="batch-ray-bench-"))
     try:
         manifest, one = _manifest(work / "all.jsonl", files), _manifest(work / "one.jsonl", files[:1])
@@ -91,13 +92,6 @@ def _timed(argv, work: Path, repeat: int) -> float:
             sys.exit(f"whisper-eas {' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         best = min(best, wall)
     return best
-
-
-def _duration(path: str) -> float:
-    import av
-
-    with av.open(path) as c:
-        return c.duration / 1_000_000 if c.duration else 0.0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from whisper_eas import WhisperModel  # noqa: E402
 from whisper_eas.hardware import describe  # noqa: E402
+from whisper_eas.network.quantize import Int8Linear  # noqa: E402
 
 
 def ms(fn, n=30):
@@ -45,9 +46,9 @@ def main() -> None:
     with torch.inference_mode():
         for out_f, in_f in ((1536, 384), (51864, 384)):
             w, b = torch.randn(out_f, in_f), torch.randn(out_f)
-            scale = w.abs().amax(1) / 127
-            q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
-            fp16 = torch.ops.quantized.linear_prepack_fp16(q.float() * scale[:, None], b)
+            layer = Int8Linear(w, b, torch.float32)  # the package's int8 rows and scales, and their fp16 packing
+            q, scale = layer.qweight, layer.scale
+            fp16 = layer._fbgemm()[0]
             qt = torch._make_per_channel_quantized_tensor(q, scale.double(), torch.zeros(out_f, dtype=torch.long), 0)
             dyn = torch.ops.quantized.linear_prepack(qt, b)
             for rows in (1, 8):
