@@ -6,9 +6,11 @@ keys and values of all kept encoder tokens in every layer. This measures one ste
 (self-attention cache filled to `--context` tokens) for batch sizes 1 and 8 and for 1500 (dense),
 and fewer, kept tokens, in our default compute type and float32; `--kv-bf16` also times the
 cross-attention keys/values held in bfloat16 (the query cast to match), which halves the bytes
-read per step but on a CPU without native bfloat16 runs emulated.
+read per step but on a CPU without native bfloat16 runs emulated. `--threads 1,2` times each
+configuration at each thread count in turn: how much a second core buys a decoder step.
 
     python benchmarks/decoder_steps.py --model tiny.en --kept 1500,725,272
+    python benchmarks/decoder_steps.py --compute-types default --batches 1,16 --kept 150 --threads 1,2
 
 Prints a markdown table; the CPU is named in its first line.
 """
@@ -78,27 +80,28 @@ def main() -> None:
     p.add_argument("--context", type=int, default=40, help="decoder tokens already in the cache")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--kv-bf16", action="store_true", help="also time bfloat16 cross-attention keys/values")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", default="", help="torch threads, e.g. 1,2: each is timed in turn (default: torch's)")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     if args.kv_bf16:
         _bf16_cross_attention()
-    print(f"{describe('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.model}, context {args.context}, median of {args.steps} steps\n")
+    print(f"{describe('cpu')}, torch {torch.__version__}, {args.model}, context {args.context}, "
+          f"median of {args.steps} steps\n")
     kept = [int(k) for k in args.kept.split(",")]
     variants = [False, True] if args.kv_bf16 else [False]
-    print("| compute type | batch | cross K/V | " + " | ".join(f"{k} tokens" for k in kept) + " |")
-    print("|---|---:|---|" + "---:|" * len(kept))
+    print("| compute type | batch | cross K/V | threads | " + " | ".join(f"{k} tokens" for k in kept) + " |")
+    print("|---|---:|---|---:|" + "---:|" * len(kept))
     for ct in args.compute_types.split(","):
         whisper = WhisperModel(args.model, compute_type=ct, eas=None)
         for b in (int(x) for x in args.batches.split(",")):
             for bf16 in variants:
                 if bf16 and whisper.model.decoder.blocks[0].cross_kv.weight.dtype == torch.bfloat16:
                     continue
-                cells = [f"{step_ms(whisper, b, k, args.context, args.steps, bf16):.2f}" for k in kept]
                 kv = "bfloat16" if bf16 else str(next(whisper.model.encoder.parameters()).dtype).removeprefix("torch.")
-                print(f"| {whisper.compute_type} | {b} | {kv} | " + " | ".join(cells) + " |")
+                for t in threads:  # in turns, one after the other on the same model
+                    torch.set_num_threads(t)
+                    cells = [f"{step_ms(whisper, b, k, args.context, args.steps, bf16):.2f}" for k in kept]
+                    print(f"| {whisper.compute_type} | {b} | {kv} | {t} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
