@@ -252,7 +252,8 @@ def draw_tokens(probs: Tensor, generator: Optional[torch.Generator] = None) -> T
     reaches it has a share of its own."""
     cdf = probs.cumsum(dim=-1)
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
-    return torch.searchsorted(cdf, (1 - u) * cdf[:, -1:])[:, 0]
+    # clamped: a row of NaNs (no finite logit, which the rules never leave) still names a token
+    return torch.searchsorted(cdf, (1 - u) * cdf[:, -1:])[:, 0].clamp_(max=probs.shape[-1] - 1)
 
 
 def _draw(probs: Tensor, items: Tensor, generators: Optional[List[torch.Generator]]) -> Tensor:
