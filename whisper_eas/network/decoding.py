@@ -520,7 +520,6 @@ class DecodingStream:
         self._clear()
 
     def _clear(self) -> None:
-        self.tags: List[object] = []  # per row: the caller's tag, handed back with its result
         self.seqs: List[List[int]] = []  # per row: its tokens so far, the initial ones first
         self.begins: List[int] = []  # per row: where its sampled tokens start in seqs
         self.no_speech: List[float] = []
@@ -534,7 +533,12 @@ class DecodingStream:
 
     def __len__(self) -> int:
         """Rows under way (a sampled window has several)."""
-        return len(self.tags)
+        return len(self.items)
+
+    @property
+    def tags(self) -> List[object]:
+        """Per row: its window's tag (the caller's, handed back with its result)."""
+        return [self._items[key].tag for key in self.items]
 
     def join(self, audio: TokenSet, initial: List[List[int]], tags: Sequence[object],
              decoder: Optional[Decoder] = None, seeds: Optional[Sequence[int]] = None) -> None:
@@ -585,7 +589,6 @@ class DecodingStream:
                 self.cache.join(cache)
                 self.logits = torch.cat([self.logits, logits])
                 self.sum_logprobs = torch.cat([self.sum_logprobs, zeros])
-            self.tags += [tags[i // repeats] for i in rows]
             self.items += [keys[i // repeats] for i in rows]
             self.slots += [i % repeats for i in rows]
             self.seqs += [list(initial[i]) for i in rows]
@@ -596,7 +599,7 @@ class DecodingStream:
     def step(self) -> List[Tuple[object, DecodingResult]]:
         """One token for every row; returns (tag, result) of the windows that ended (all their
         rows at end-of-text or the sample length), whose rows leave the stream."""
-        if not self.tags:
+        if not self.items:
             return []
         dec, tok = self.decoder, self.decoder.tokenizer
         device = self.logits.device
@@ -680,7 +683,7 @@ class DecodingStream:
         """Take the windows whose tag `which` names out of the stream, unfinished (a request
         whose client went away)."""
         keep = [r for r, tag in enumerate(self.tags) if not which(tag)]
-        if len(keep) == len(self.tags):
+        if len(keep) == len(self):
             return
         if not keep:
             self._clear()
@@ -693,7 +696,7 @@ class DecodingStream:
         index = torch.tensor(keep, device=self.sum_logprobs.device)
         self.cache.select(index)
         self.sum_logprobs = self.sum_logprobs[index]
-        for name in ("tags", "seqs", "begins", "no_speech", "fresh", "items", "slots"):
+        for name in ("seqs", "begins", "no_speech", "fresh", "items", "slots"):
             values = getattr(self, name)
             setattr(self, name, [values[r] for r in keep])
         lengths = self.cache.row_lengths

@@ -289,13 +289,12 @@ class DecoderCache:
                 if r != i:
                     self._store_k[:, i, :, : self.length] = self._store_k[:, r, :, : self.length]
                     self._store_v[:, i, :, : self.length] = self._store_v[:, r, :, : self.length]
-            self.self_k, self.self_v = self._store_k[:, : len(kept)], self._store_v[:, : len(kept)]
         else:  # reordered or repeated rows (beam search): into the spare stores, and the old ones become spare
             spare_k, spare_v = self._spare
             self._spare = (self._store_k, self._store_v)
-            self._store_k = _select_prefix(self.self_k, index, self.length, spare_k)
-            self._store_v = _select_prefix(self.self_v, index, self.length, spare_v)
-            self.self_k, self.self_v = self._store_k[:, : len(kept)], self._store_v[:, : len(kept)]
+            self._store_k = _select_prefix(self.self_k, kept, self.length, spare_k)
+            self._store_v = _select_prefix(self.self_v, kept, self.length, spare_v)
+        self.self_k, self.self_v = self._store_k[:, : len(kept)], self._store_v[:, : len(kept)]
         if self.groups is not None:  # `index` keeps rows in order (DecodingStream drops finished ones)
             self.groups = CrossGroup.select(self.groups, index)
             return
@@ -375,17 +374,17 @@ class CrossGroup:
         return out
 
 
-def _select_prefix(cache: Tensor, index: Tensor, n: int, spare: Optional[Tensor] = None) -> Tensor:
+def _select_prefix(cache: Tensor, index: List[int], n: int, spare: Optional[Tensor] = None) -> Tensor:
     """A store whose first rows are the rows `index` of `cache` (layers, B, H, n_ctx, dh): `spare`
     where it has room (a beam search reorders at every step, and a fresh store of a few hundred
     MB comes from the kernel page by page), else a new one. Only the filled prefix is copied (the
     rest is overwritten before it is read), row by row straight into place: index_select would
     copy each row twice."""
-    rows = index.numel()
+    rows = len(index)
     out = spare
     if out is None or out.shape[1] < rows or out.shape[2:] != cache.shape[2:] or out.dtype != cache.dtype:
         out = cache.new_empty((cache.shape[0], rows) + cache.shape[2:])
-    for j, r in enumerate(index.tolist()):
+    for j, r in enumerate(index):
         out[:, j, :, :n] = cache[:, r, :, :n]
     return out
 
