@@ -344,6 +344,30 @@ def test_adjacent_merging_leaves_padding_and_non_candidates_alone():
     assert out.kept_index.tolist() == [[0, 2, 4, 5, 6, 7]]
 
 
+def test_adjacent_merging_hands_on_every_token_outside_the_candidates_stretch_bit_for_bit():
+    # a short clip before block 0: 12 speech tokens and 28 of padding; and, batched with it, a
+    # row of merged tokens (sizes) whose last four are batch padding (size 0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 40, 6, generator=g)
+    size = torch.ones(2, 40)
+    size[1, :36] = torch.randint(1, 4, (36,), generator=g).float()
+    size[1, 36:] = 0
+    index = torch.arange(40).expand(2, 40).clone()
+    index[1, 36:] = -1
+    candidate = (torch.arange(40) < 12)[None].expand(2, 40) & (size > 0)
+    for tokens in (TokenSet(x[:1], index[:1]), TokenSet(x, index, size)):
+        out = merge_adjacent(tokens, tokens.x, candidate[: len(tokens.x)], 0.5, None)
+        sizes = tokens.size if tokens.size is not None else torch.ones(1, 40)
+        for row in range(len(tokens.x)):
+            n = int((out.size[row] > 0).sum())
+            assert n == 40 - (row == 1) * 4 - 6  # half of the 12 speech tokens joined a neighbour
+            assert float(out.size[row].sum()) == float(sizes[row].sum())  # nothing lost
+            rest = out.kept_index[row, :n] >= 12
+            assert out.kept_index[row, :n][rest].tolist() == list(range(12, n + 6))
+            s = sizes[row, 12 : n + 6, None]
+            assert torch.equal(out.x[row, :n][rest], x[row, 12 : n + 6] * s / s)  # x itself where s = 1
+
+
 def test_a_second_adjacent_stage_merges_merged_tokens():
     config = parse_eas("0:0.5,1:0.5 score=adjacent")
     tokens = _pairs(t=16)

@@ -457,50 +457,71 @@ def merge_adjacent(tokens: TokenSet, source: Tensor, candidate: Tensor, sparsity
     more similar of its two neighbours; the `sparsity` share of the candidates (or, with
     `threshold`, every one at least that similar, by cosine of `source`) with the highest
     similarity are merged, size-weighted, into that neighbour. Targets never move, so no
-    chains form, and at most half the candidates go."""
+    chains form, and at most half the candidates go.
+
+    The similarities are centred on the mean of all the row's tokens, but only the stretch from
+    its first candidate to its last is compared and merged: a token outside it can be neither a
+    merged token nor a target (both neighbours must be candidates). Before the first block of a
+    short clip that stretch is its speech, a tenth of the window, and the padding passes as it
+    is (the same values: each is its size-weighted sum over its size, as a merged token is)."""
     b, t, d = tokens.x.shape
     size = tokens.size if tokens.size is not None else torch.ones(b, t, dtype=tokens.x.dtype, device=tokens.x.device)
     xs, idxs, sizes = [], [], []
     for i in range(b):
         valid = (size[i] > 0).nonzero()[:, 0]
+        if len(valid) == t:  # no batch padding in this row: views, not copies
+            valid = slice(None)
         cand = candidate[i, valid]
         x, s, ix = tokens.x[i, valid], size[i, valid], tokens.kept_index[i, valid]
-        centred = source[i, valid].float()
-        centred = centred - centred.mean(dim=0, keepdim=True)  # what all tokens share says nothing of similarity
-        src = torch.nn.functional.normalize(centred, dim=-1)
-        n = len(valid)
-        sim_next = (src[:-1] * src[1:]).sum(-1)  # similarity of token j and j+1
-        # token j may merge left (into j-1) or right (into j+1) when both are candidates
-        left = torch.full((n,), -2.0, device=x.device)
-        right = torch.full((n,), -2.0, device=x.device)
-        both = cand[:-1] & cand[1:]
-        left[1:] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
-        right[:-1] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
-        order = torch.cumsum(cand.long(), 0) - 1  # rank of each candidate among candidates
-        odd = cand & (order % 2 == 1)
-        best = torch.maximum(left, right)
-        target = torch.where(left >= right, torch.arange(n, device=x.device) - 1, torch.arange(n, device=x.device) + 1)
-        eligible = odd & (best > -2.0)
-        if threshold is not None:
-            chosen = eligible & (best >= threshold)
-        else:
-            r = int(sparsity * int(cand.sum()))
-            score = torch.where(eligible, best, torch.tensor(-3.0, device=x.device))
-            top = score.topk(min(r, n)).indices if r > 0 else score.new_zeros(0, dtype=torch.long)
-            chosen = torch.zeros(n, dtype=torch.bool, device=x.device)
-            chosen[top] = True
-            chosen &= eligible
-        keep = ~chosen
-        acc = (x * s[:, None]).float()
-        tot = s.float().clone()
-        src_i = chosen.nonzero()[:, 0]
-        acc.index_add_(0, target[src_i], acc[src_i])
-        tot.index_add_(0, target[src_i], tot[src_i])
-        kept = keep.nonzero()[:, 0]
-        xs.append((acc[kept] / tot[kept, None]).to(x.dtype))
-        idxs.append(ix[kept])
-        sizes.append(tot[kept].to(s.dtype))
+        mean = source[i, valid].float().mean(dim=0, keepdim=True)  # what all tokens share says nothing of similarity
+        at = cand.nonzero()[:, 0]
+        lo, hi = (int(at[0]), int(at[-1]) + 1) if len(at) else (0, 0)
+        # outside [lo, hi): the size-weighted sum over the size, as inside (x itself for size 1)
+        outside = [(x[part] * s[part, None]).float() / s[part, None].float() for part in (slice(0, lo), slice(hi, None))]
+        if tokens.size is None:  # every size 1: x * 1 / 1 is x, bit for bit
+            outside = [x[:lo].float(), x[hi:].float()]
+        merged_x, merged_s, merged_ix = _merge_neighbours(x[lo:hi], s[lo:hi], ix[lo:hi], cand[lo:hi],
+                                                          source[i, valid][lo:hi].float() - mean, sparsity, threshold)
+        xs.append(torch.cat([outside[0], merged_x, outside[1]]).to(x.dtype))
+        idxs.append(torch.cat([ix[:lo], merged_ix, ix[hi:]]))
+        sizes.append(torch.cat([s[:lo], merged_s, s[hi:]]))
     return _pad_rows(xs, idxs, sizes)
+
+
+def _merge_neighbours(x: Tensor, s: Tensor, ix: Tensor, cand: Tensor, centred: Tensor, sparsity: float,
+                      threshold: Optional[float]) -> Tuple[Tensor, Tensor, Tensor]:
+    """merge_adjacent on one row's stretch of tokens: (x as float32, sizes, original indices) of
+    the tokens left."""
+    src = torch.nn.functional.normalize(centred, dim=-1)
+    n = len(x)
+    sim_next = (src[:-1] * src[1:]).sum(-1)  # similarity of token j and j+1
+    # token j may merge left (into j-1) or right (into j+1) when both are candidates
+    left = torch.full((n,), -2.0, device=x.device)
+    right = torch.full((n,), -2.0, device=x.device)
+    both = cand[:-1] & cand[1:]
+    left[1:] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
+    right[:-1] = torch.where(both, sim_next, torch.tensor(-2.0, device=x.device))
+    order = torch.cumsum(cand.long(), 0) - 1  # rank of each candidate among candidates
+    odd = cand & (order % 2 == 1)
+    best = torch.maximum(left, right)
+    target = torch.where(left >= right, torch.arange(n, device=x.device) - 1, torch.arange(n, device=x.device) + 1)
+    eligible = odd & (best > -2.0)
+    if threshold is not None:
+        chosen = eligible & (best >= threshold)
+    else:
+        r = int(sparsity * int(cand.sum()))
+        score = torch.where(eligible, best, torch.tensor(-3.0, device=x.device))
+        top = score.topk(min(r, n)).indices if r > 0 else score.new_zeros(0, dtype=torch.long)
+        chosen = torch.zeros(n, dtype=torch.bool, device=x.device)
+        chosen[top] = True
+        chosen &= eligible
+    acc = (x * s[:, None]).float()
+    tot = s.float().clone()
+    src_i = chosen.nonzero()[:, 0]
+    acc.index_add_(0, target[src_i], acc[src_i])
+    tot.index_add_(0, target[src_i], tot[src_i])
+    kept = (~chosen).nonzero()[:, 0]
+    return acc[kept] / tot[kept, None], tot[kept].to(s.dtype), ix[kept]
 
 
 def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor, weighted: bool = True) -> TokenSet:
@@ -525,6 +546,8 @@ def _merge_groups(x: Tensor, size: Tensor, idx: Tensor, group: Tensor, weighted:
 
 
 def _pad_rows(xs, idxs, sizes) -> TokenSet:
+    if len(xs) == 1:  # one row: nothing to pad (and no copy of a whole window's tokens)
+        return TokenSet(xs[0][None], idxs[0][None], sizes[0][None])
     k = max(len(v) for v in idxs)
     b, d = len(xs), xs[0].shape[-1]
     x = xs[0].new_zeros(b, k, d)
