@@ -16,8 +16,11 @@ clips, each client sending its next request when the last one is answered. Modes
 Reported per server and mode: requests answered, failed (an HTTP error or a broken connection),
 lost (no answer within the time limit, or never sent because the limit came), req/s, audio
 seconds transcribed per second, p50/p95/p99 latency of the short requests (and of the long ones),
-and the server's RSS before and after the mode. Bounded: at most N requests per mode, and each
-mode stops sending at `--time-limit` seconds and waits at most 60 s more.
+the server's RSS before and after the mode, and the CPU time (user + system) the server and the
+clients (this process) spent per answered request: with the load saturating the machine, req/s is
+about the cores over their sum, so it says where a server's throughput goes. Bounded: at most N
+requests per mode, and each mode stops sending at `--time-limit` seconds and waits at most 60 s
+more.
 
 The faster-whisper server is the `faster-whisper-server` package (a YAML config with the local
 CTranslate2 directory of the same weights, int8, beam size 1 like our greedy default), or, when
@@ -175,6 +178,17 @@ class Server:
             if r.status_code != 200:
                 raise RuntimeError(f"warm-up request failed: HTTP {r.status_code} {r.text[:200]}")
 
+    def cpu_s(self) -> Optional[float]:
+        """CPU seconds (user + system) the server's processes have used so far."""
+        import psutil
+
+        try:
+            procs = [psutil.Process(self.proc.pid)]
+            procs += procs[0].children(recursive=True)
+            return sum(sum(p.cpu_times()[:2]) for p in procs)
+        except (psutil.Error, AttributeError):
+            return None
+
     def rss_mb(self) -> Optional[float]:
         import psutil
 
@@ -236,6 +250,8 @@ class Result:
     long_latencies_s: List[float] = field(default_factory=list)
     rss_before_mb: Optional[float] = None
     rss_after_mb: Optional[float] = None
+    server_cpu_ms: Optional[float] = None  # the server's CPU time per answered request
+    client_cpu_ms: Optional[float] = None  # this process's (the clients'), per answered request
     extra: Dict[str, object] = field(default_factory=dict)
 
 
@@ -370,23 +386,30 @@ def fw_wrapper(port: int, ct2: str, threads: int) -> None:
 
 def table(results: List[Result]) -> str:
     rows = ["| server | mode | answered | failed | lost | req/s | audio s/s | p50 s | p95 s | p99 s | long s "
-            "| RSS before MB | RSS after MB |", "|---" * 13 + "|"]
+            "| RSS before MB | RSS after MB | server CPU ms/req | client CPU ms/req |", "|---" * 15 + "|"]
     for r in results:
         def f(x):
             return "-" if x is None else (f"{x:.0f}" if isinstance(x, float) and x > 100 else str(x))
         rows.append(f"| {r.server} | {r.mode} | {r.answered}/{r.requests} | {r.failed} | {r.lost} | {r.req_per_s} "
                     f"| {r.audio_s_per_s} | {f(r.p50_s)} | {f(r.p95_s)} | {f(r.p99_s)} "
-                    f"| {', '.join(map(str, r.long_latencies_s)) or '-'} | {f(r.rss_before_mb)} | {f(r.rss_after_mb)} |")
+                    f"| {', '.join(map(str, r.long_latencies_s)) or '-'} | {f(r.rss_before_mb)} | {f(r.rss_after_mb)} "
+                    f"| {f(r.server_cpu_ms)} | {f(r.client_cpu_ms)} |")
     return "\n".join(rows)
 
 
 def measured_load(server: Server, mode: str, plan: List[Clip], args) -> Result:
     """`plan` sent to `server` by `args.clients` clients (`run_load`), summarised with the
-    server's RSS before and after; its table row printed."""
-    rss = server.rss_mb()
+    server's RSS before and after and the CPU time the server and the clients spent per answered
+    request (on a machine the load saturates, req/s is about the cores over the sum of the two);
+    its table row printed."""
+    rss, cpu, mine = server.rss_mb(), server.cpu_s(), sum(os.times()[:2])
     outcomes, wall, not_sent = run_load(server.url, plan, args.clients, args.time_limit)
     result = summarize(server, mode, plan, outcomes, wall, not_sent)
     result.rss_before_mb, result.rss_after_mb = rss, server.rss_mb()
+    after = server.cpu_s()
+    if result.answered and cpu is not None and after is not None:
+        result.server_cpu_ms = round(1000 * (after - cpu) / result.answered, 1)
+        result.client_cpu_ms = round(1000 * (sum(os.times()[:2]) - mine) / result.answered, 1)
     print(table([result]).splitlines()[-1], flush=True)
     return result
 
