@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SERVERS = ("ours", "ours-batch1", "faster-whisper")
+FLAGS = {"ours": [], "ours-batch1": ["--max-batch", "1"], "ours-workers1": ["--workers", "1"]}  # and a --servers name
 
 
 # -- the audio ------------------------------------------------------------------------------------
@@ -126,9 +127,8 @@ class Server:
         if self.kind.startswith("ours"):
             cmd = [sys.executable, "-m", "whisper_eas", "serve", "--model", self.args.model, "--port", str(self.port),
                    "--threads", str(self.args.threads), "--max-queue", "1024", "--max-upload-mb", "256", "--quiet"]
-            if self.kind == "ours-batch1":
-                cmd += ["--max-batch", "1"]
-            self.note = "whisper-eas serve" + (" --max-batch 1" if self.kind == "ours-batch1" else "")
+            cmd += FLAGS[self.kind]
+            self.note = " ".join(["whisper-eas serve", *FLAGS[self.kind]])
             self._launch(cmd)
             return
         from whisper_eas.evaluation.bench import ct2_directory
@@ -491,7 +491,8 @@ def verdicts(results: List[Result]) -> List[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default=",".join(SERVERS), help=f"some of {', '.join(SERVERS)}")
+    ap.add_argument("--servers", default=",".join(SERVERS),
+                    help=f"some of {', '.join(SERVERS)}, ours-workers1 (`--workers 1`: one scheduler)")
     ap.add_argument("--modes", default="short,mixed,interference")
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--requests", type=int, default=300, help="requests per mode (short and mixed)")
@@ -525,7 +526,7 @@ def main() -> int:
     servers = [s for s in args.servers.split(",") if s]
     # interference last: its long upload is left running until the server stops
     modes = sorted((m for m in args.modes.split(",") if m), key=lambda m: m == "interference")
-    unknown = sorted(set(servers) - set(SERVERS)) + sorted(set(modes) - {"short", "mixed", "interference"})
+    unknown = sorted(set(servers) - set(SERVERS) - set(FLAGS)) + sorted(set(modes) - {"short", "mixed", "interference"})
     if unknown:
         sys.exit(f"serve_load: unknown server or mode {', '.join(unknown)}")
     shorts = read_clips(corpus / "dev-short.jsonl")

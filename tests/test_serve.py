@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 import pytest
 
 pytest.importorskip("fastapi")
@@ -35,7 +36,7 @@ import uvicorn  # noqa: E402
 from whisper_eas.apps.cli import build_parser  # noqa: E402
 from whisper_eas.apps.serve import served  # noqa: E402
 from whisper_eas.apps.serve.app import ServeConfig, create_app  # noqa: E402
-from whisper_eas.apps.serve.scheduler import Scheduler  # noqa: E402
+from whisper_eas.apps.serve.scheduler import Scheduler, Schedulers  # noqa: E402
 from whisper_eas.apps.serve.uploads import read_upload  # noqa: E402
 from whisper_eas.errors import RequestError  # noqa: E402
 from whisper_eas.io.audio import SAMPLE_RATE, load_audio  # noqa: E402
@@ -544,6 +545,54 @@ def test_a_long_job_gets_a_fair_share_of_compute_not_a_window_in_every_round():
         assert not long.finished
     finally:
         scheduler.stop(timeout=10)
+        loop.close()
+
+
+class _ThreadsRunner(_FakeRunner):
+    """A fake runner that also notes, each round, the intra-op threads of the thread running it."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads = set()
+
+    def stream_round(self, jobs, per_job=None, on_batch=None, steps=None):
+        self.threads.add(torch.get_num_threads())
+        super().stream_round(jobs, per_job, on_batch, steps)
+
+
+def test_side_by_side_schedulers_split_rows_and_threads_and_take_each_request_where_fewest_wait():
+    pool = Schedulers(SimpleNamespace(), workers=2, threads=2, max_batch=16, batch_wait=0.0)
+    assert [(w.max_batch, w.threads) for w in pool.workers] == [(8, 1), (8, 1)]
+    assert len(Schedulers(SimpleNamespace(), threads=1).workers) == 1  # one thread: one scheduler
+    assert len(Schedulers(SimpleNamespace(), threads=2, max_batch=1).workers) == 1  # --max-batch 1
+    assert Schedulers(SimpleNamespace(), threads=2).workers[0].threads == 1  # 0 workers: two
+    for worker in pool.workers:
+        worker.runner = _ThreadsRunner()
+    loop = asyncio.new_event_loop()
+    before = torch.get_num_threads()
+    try:
+        tickets = [pool.submit(_FakeJob(f"s{i}", 0.002, 1, None), loop) for i in range(6)]
+        long = pool.submit(_FakeJob("long", 0.01, 10**6, None), loop)
+        assert [t.scheduler for t in tickets] == pool.workers * 3 and long.scheduler is pool.workers[0]
+        assert pool.in_flight == 7
+        pool.start()
+        assert torch.get_num_threads() == before  # the starting thread's (and torch's default) as they were
+        deadline = time.monotonic() + 30
+        while not all(t.finished for t in tickets):
+            assert time.monotonic() < deadline, "the schedulers stalled"
+            time.sleep(0.001)
+        pool.cancel(long)
+        while pool.snapshot()["cancelled"] < 1:
+            assert time.monotonic() < deadline, "the cancel went nowhere"
+            time.sleep(0.001)
+        assert pool.snapshot() == dict(in_flight=0, submitted=7, completed=6, failed=0, cancelled=1)
+        assert pool.workers[0].stats.cancelled == 1 and pool.workers[1].stats.cancelled == 0
+        for worker in pool.workers:  # each ran its own three requests, on one thread
+            assert sorted(n for r in worker.runner.rounds for n in r if n != "long") == sorted(
+                t.job.name for t in tickets if t.scheduler is worker)
+            assert worker.runner.threads == {1}
+    finally:
+        pool.stop(timeout=10)
         loop.close()
 
 

@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     flag(g, "--port", type=int, default=8000, help="port (default: 8000)")
     flag(g, "--max-batch", type=flags.positive_int, default=16,
          help="windows per encoder/decoder batch; 1 turns batching across requests off (default: 16)")
+    flag(g, "--workers", type=int, default=0,
+         help="schedulers side by side, each with its share of --max-batch rows and of the threads, one "
+              "model; 0: two where there are two threads or more, else one (default: 0)")
     flag(g, "--max-upload-mb", type=float, default=25.0,
          help="largest upload accepted, in MB; larger ones get a 413 unread (default: 25, as OpenAI)")
     flag(g, "--max-queue", type=flags.positive_int, default=64,
@@ -65,6 +68,8 @@ def run(args) -> int:
         raise OptionsError(f"--max-upload-mb must be > 0, got {args.max_upload_mb:g}")
     if args.threads < 0:
         raise OptionsError("--threads must be >= 0")
+    if args.workers < 0:
+        raise OptionsError(f"--workers must be >= 0, got {args.workers}")
     flags.check_device(args.device)
     note = flags.stderr_note(args.quiet)
     if not args.quiet:  # "model loaded", and with --verbose each round of the scheduler
@@ -74,7 +79,7 @@ def run(args) -> int:
         note(f"warning: listening on {args.host} without an API key: anyone who can reach it may use it "
              f"(set --api-key or {API_KEY_ENV})")
     config = ServeConfig(max_batch=args.max_batch, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                         max_queue=args.max_queue, api_key=api_key)
+                         max_queue=args.max_queue, api_key=api_key, workers=args.workers)
 
     def load():
         return served(flags.load_whisper(args), args, note)

@@ -40,7 +40,7 @@ from ...pipeline.runner import Job
 from ...types import Segment
 from ..flags import fallback_temperatures
 from . import responses
-from .scheduler import Scheduler, Ticket
+from .scheduler import Schedulers, Ticket
 from .uploads import FILE_FIELD, Upload, check_length, read_upload
 
 log = logging.getLogger("whisper_eas.serve")
@@ -58,6 +58,7 @@ class ServeConfig:
     api_key: Optional[str] = None  # None: no key needed
     batch_wait: float = 0.02  # seconds the scheduler waits to fill a batch
     solo_windows: int = 2  # windows a long file takes per round when no other request runs (scheduler.py)
+    workers: int = 0  # schedulers side by side, each with its share of rows and threads (0: 2 on 2+ threads)
     upload_dir: Optional[str] = None  # None: a fresh private folder, removed at shutdown
 
 
@@ -77,7 +78,7 @@ class ServerState:
         self.model = None
         self.base_options: Optional[TranscribeOptions] = None
         self.model_id: Optional[str] = None
-        self.scheduler: Optional[Scheduler] = None
+        self.scheduler: Optional[Schedulers] = None
         self.load_error: Optional[BaseException] = None
         self.created = int(time.time())
         self.admitted = 0
@@ -91,8 +92,8 @@ class ServerState:
     def _load_model(self) -> None:
         try:
             model, options, model_id = self._load()
-            scheduler = Scheduler(model, self.config.max_batch, self.config.batch_wait,
-                                  solo_windows=self.config.solo_windows)
+            scheduler = Schedulers(model, self.config.workers, max_batch=self.config.max_batch,
+                                   batch_wait=self.config.batch_wait, solo_windows=self.config.solo_windows)
             scheduler.start()
             self.model, self.base_options, self.model_id = model, options, model_id
             self.scheduler = scheduler  # set last: ready
@@ -110,7 +111,7 @@ class ServerState:
         if self._own_dir:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
 
-    def ready(self) -> Scheduler:
+    def ready(self) -> Schedulers:
         if self.scheduler is None:
             message = "the model failed to load" if self.load_error else "the model is loading"
             raise ServerBusy(message, status=503, retry_after=5,

@@ -1,4 +1,6 @@
-"""The scheduler: one thread that runs every in-flight request's job on one model, round by round.
+"""The scheduler: one thread that runs every in-flight request's job on one model, round by round
+(on a CPU with two threads or more, two of them side by side, each with its share of the rows
+and threads, each request on one: `Schedulers`, at the end).
 
 Requests come from the server's event loop (`submit`), leave when they finish or when their
 client goes away (`cancel`), and get their segments back as each round makes them (a `Ticket`'s
@@ -52,6 +54,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set
 
+import torch
+
 from ...errors import ServerBusy
 from ...pipeline.runner import Job, Runner
 
@@ -82,6 +86,7 @@ class Ticket:
         self.last_cost = 0.0  # seconds its last round cost it
         self.started = False
         self.finished = False
+        self.scheduler: Optional["Scheduler"] = None  # the one running it
 
     def post(self, kind: str, value: Any) -> None:
         """Hand an event to the request (from the scheduler's thread)."""
@@ -105,8 +110,11 @@ class Scheduler:
     most (see the module docstring). `start()` starts its thread, `stop()` ends it."""
 
     def __init__(self, model, max_batch: int = 16, batch_wait: float = 0.02, debt_wait: float = 0.1,
-                 solo_windows: int = 2, steps: int = STEPS):
+                 solo_windows: int = 2, steps: int = STEPS, threads: Optional[int] = None,
+                 name: str = "whisper-eas-scheduler"):
         self.runner = Runner(model, batch_size=max_batch)
+        self.threads = threads  # intra-op threads of this scheduler's thread (None: the process's)
+        self.threads_set = threading.Event()  # its thread has set them
         self.max_batch = max_batch
         self.solo_windows = max(1, solo_windows)
         self.steps = steps  # decoder steps per round (Runner.stream_round)
@@ -118,7 +126,7 @@ class Scheduler:
         self._cancelled: Set[int] = set()
         self._wake = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="whisper-eas-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._last_share = 0.0  # the last round's time per job in flight (seconds)
 
     # -- from any thread -------------------------------------------------------------------------
@@ -135,6 +143,7 @@ class Scheduler:
 
     def submit(self, job: Job, loop: asyncio.AbstractEventLoop) -> Ticket:
         ticket = Ticket(job, loop)
+        ticket.scheduler = self
         with self._wake:
             if self._stopping:
                 raise ServerBusy("the server is shutting down", status=503, code="shutting_down")
@@ -157,6 +166,9 @@ class Scheduler:
     # -- the scheduler thread ----------------------------------------------------------------
 
     def _loop(self) -> None:
+        if self.threads:  # OpenMP's (and MKL's) thread count is per calling thread: this one's own
+            torch.set_num_threads(self.threads)
+        self.threads_set.set()
         try:
             while self._take_new(block=True):
                 chosen = self._choose()
@@ -290,3 +302,59 @@ class Scheduler:
         """Counters for /health."""
         return dict(in_flight=self.in_flight, submitted=self.stats.submitted,
                     completed=self.stats.completed, failed=self.stats.failed, cancelled=self.stats.cancelled)
+
+
+class Schedulers:
+    """`workers` schedulers side by side on the one model, each a thread with its own runner and
+    decoding stream, `max_batch / workers` rows and `threads / workers` intra-op threads; a new
+    request goes to the one with the fewest requests in flight (the first on a tie). The face is
+    a Scheduler's: `submit`, `cancel`, `in_flight`, `snapshot`, `start`, `stop`.
+
+    Why: a round is not all parallel work. Between the matrix products of a decoder step run the
+    Python of the stream, the logit rules and many small operations on one core while the round's
+    other threads wait (one-off, two AVX2 cores, a saturating load with OpenMP's threads told to
+    sleep when idle: the scheduler's second thread was busy 9.5 of 16.9 s); a decoder step gains
+    only 1.5x from a second thread (`benchmarks/decoder_steps.py --threads 1,2`), the encoder 2x.
+    Schedulers of one thread each keep every core on its own rounds, serial parts included:
+    `benchmarks/serve_load.py --servers ours,ours-workers1` measures the difference (docs/serve.md).
+    A job stays with its scheduler, whose fair share (above) it shares with that
+    scheduler's other jobs; each scheduler gives what the command line gives."""
+
+    def __init__(self, model, workers: Optional[int] = None, threads: Optional[int] = None,
+                 max_batch: int = 16, **options):
+        threads = threads or torch.get_num_threads()  # the calling thread's: the model was loaded with them
+        if not workers:  # two where there are two CPU threads and rows to share (a GPU: one)
+            on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+            workers = 2 if on_cpu and threads >= 2 and max_batch >= 2 else 1
+        workers = max(1, min(workers, max_batch, threads))
+        self.workers = [Scheduler(model, max(1, max_batch // workers), threads=max(1, threads // workers)
+                                  if workers > 1 else None, name=f"whisper-eas-scheduler-{i}", **options)
+                        for i in range(workers)]
+
+    def start(self) -> None:
+        before = torch.get_num_threads()
+        for worker in self.workers:
+            worker.start()
+        for worker in self.workers:
+            worker.threads_set.wait(10)
+        # torch also keeps one count for threads that start later, which the schedulers' own
+        # set: it goes back to what it was (each scheduler's thread keeps its own)
+        torch.set_num_threads(before)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        for worker in self.workers:
+            worker.stop(timeout)
+
+    def submit(self, job: Job, loop: asyncio.AbstractEventLoop) -> Ticket:
+        return min(self.workers, key=lambda worker: worker.in_flight).submit(job, loop)
+
+    def cancel(self, ticket: Ticket) -> None:
+        ticket.scheduler.cancel(ticket)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(worker.in_flight for worker in self.workers)
+
+    def snapshot(self) -> Dict[str, int]:
+        counts = [worker.snapshot() for worker in self.workers]
+        return {key: sum(c[key] for c in counts) for key in counts[0]}
