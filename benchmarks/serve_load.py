@@ -1,5 +1,6 @@
 """Load on OpenAI-compatible transcription servers, all on loopback: `whisper-eas serve` with its
-default batching, the same with `--max-batch 1`, and a faster-whisper server on the same weights.
+default batching, the same with `--max-batch 1`, and a faster-whisper server on the same weights
+(and, asked for by `--servers`, `ours-workers1`: `whisper-eas serve --workers 1`, one scheduler).
 
 Each server runs as its own process on a free 127.0.0.1 port and gets the same load, one server
 after the other: C concurrent clients (threads, each with its own HTTP connection) send N
