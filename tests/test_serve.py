@@ -556,6 +556,8 @@ class _ThreadsRunner(_FakeRunner):
         self.threads = set()
 
     def stream_round(self, jobs, per_job=None, on_batch=None, steps=None):
+        if not self.threads:  # a first round after start() has returned, as a request's would be
+            time.sleep(0.05)
         self.threads.add(torch.get_num_threads())
         super().stream_round(jobs, per_job, on_batch, steps)
 
@@ -563,6 +565,8 @@ class _ThreadsRunner(_FakeRunner):
 def test_side_by_side_schedulers_split_rows_and_threads_and_take_each_request_where_fewest_wait():
     pool = Schedulers(SimpleNamespace(), workers=2, threads=2, max_batch=16, batch_wait=0.0)
     assert [(w.max_batch, w.threads) for w in pool.workers] == [(8, 1), (8, 1)]
+    odd = Schedulers(SimpleNamespace(), workers=2, threads=3, max_batch=15)
+    assert [(w.max_batch, w.threads) for w in odd.workers] == [(8, 2), (7, 1)]  # nothing left over
     assert len(Schedulers(SimpleNamespace(), threads=1).workers) == 1  # one thread: one scheduler
     assert len(Schedulers(SimpleNamespace(), threads=2, max_batch=1).workers) == 1  # --max-batch 1
     assert Schedulers(SimpleNamespace(), threads=2).workers[0].threads == 1  # 0 workers: two

@@ -167,6 +167,9 @@ class Scheduler:
 
     def _loop(self) -> None:
         if self.threads:  # OpenMP's (and MKL's) thread count is per calling thread: this one's own
+            # torch sets a thread's count from its global one at the thread's first use of it,
+            # once: that comes first, or it would undo this thread's own count later
+            torch.get_num_threads()
             torch.set_num_threads(self.threads)
         self.threads_set.set()
         try:
@@ -327,9 +330,12 @@ class Schedulers:
             on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
             workers = 2 if on_cpu and threads >= 2 and max_batch >= 2 else 1
         workers = max(1, min(workers, max_batch, threads))
-        self.workers = [Scheduler(model, max(1, max_batch // workers), threads=max(1, threads // workers)
-                                  if workers > 1 else None, name=f"whisper-eas-scheduler-{i}", **options)
-                        for i in range(workers)]
+
+        def share(total, i):  # the remainder to the first ones
+            return total // workers + (i < total % workers)
+
+        self.workers = [Scheduler(model, share(max_batch, i), threads=share(threads, i) if workers > 1 else None,
+                                  name=f"whisper-eas-scheduler-{i}", **options) for i in range(workers)]
 
     def start(self) -> None:
         before = torch.get_num_threads()
