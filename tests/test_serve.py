@@ -554,10 +554,10 @@ class _ThreadsRunner(_FakeRunner):
     def __init__(self):
         super().__init__()
         self.threads = set()
+        self.go = threading.Event()  # set once start() has returned: a request's round comes after
 
     def stream_round(self, jobs, per_job=None, on_batch=None, steps=None):
-        if not self.threads:  # a first round after start() has returned, as a request's would be
-            time.sleep(0.05)
+        self.go.wait(10)
         self.threads.add(torch.get_num_threads())
         super().stream_round(jobs, per_job, on_batch, steps)
 
@@ -581,6 +581,8 @@ def test_side_by_side_schedulers_split_rows_and_threads_and_take_each_request_wh
         assert pool.in_flight == 7
         pool.start()
         assert torch.get_num_threads() == before  # the starting thread's (and torch's default) as they were
+        for worker in pool.workers:
+            worker.runner.go.set()
         deadline = time.monotonic() + 30
         while not all(t.finished for t in tickets):
             assert time.monotonic() < deadline, "the schedulers stalled"
