@@ -473,15 +473,18 @@ def merge_adjacent(tokens: TokenSet, source: Tensor, candidate: Tensor, sparsity
             valid = slice(None)
         cand = candidate[i, valid]
         x, s, ix = tokens.x[i, valid], size[i, valid], tokens.kept_index[i, valid]
-        mean = source[i, valid].float().mean(dim=0, keepdim=True)  # what all tokens share says nothing of similarity
+        src = source[i, valid].float()
+        mean = src.mean(dim=0, keepdim=True)  # what all tokens share says nothing of similarity
         at = cand.nonzero()[:, 0]
         lo, hi = (int(at[0]), int(at[-1]) + 1) if len(at) else (0, 0)
         # outside [lo, hi): the size-weighted sum over the size, as inside (x itself for size 1)
-        outside = [(x[part] * s[part, None]).float() / s[part, None].float() for part in (slice(0, lo), slice(hi, None))]
+        parts = (slice(0, lo), slice(hi, None))
         if tokens.size is None:  # every size 1: x * 1 / 1 is x, bit for bit
-            outside = [x[:lo].float(), x[hi:].float()]
+            outside = [x[part].float() for part in parts]
+        else:
+            outside = [(x[part] * s[part, None]).float() / s[part, None].float() for part in parts]
         merged_x, merged_s, merged_ix = _merge_neighbours(x[lo:hi], s[lo:hi], ix[lo:hi], cand[lo:hi],
-                                                          source[i, valid][lo:hi].float() - mean, sparsity, threshold)
+                                                          src[lo:hi] - mean, sparsity, threshold)
         xs.append(torch.cat([outside[0], merged_x, outside[1]]).to(x.dtype))
         idxs.append(torch.cat([ix[:lo], merged_ix, ix[hi:]]))
         sizes.append(torch.cat([s[:lo], merged_s, s[hi:]]))
